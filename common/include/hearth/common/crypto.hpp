@@ -1,0 +1,54 @@
+#pragma once
+// Keys and pins for the tunnel's mutual authentication. No CA: each side is
+// identified by the SHA-256 of its public key (SubjectPublicKeyInfo DER),
+// written "sha256:<base64, no padding>". Keys are Ed25519.
+
+#include <openssl/types.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hearth::crypto {
+
+// A fresh Ed25519 private key, PKCS#8 PEM.
+std::string generate_private_key_pem();
+
+// Pin of the public half of a PEM private key; nullopt if the PEM is not a key.
+std::optional<std::string> pin_of_private_key_pem(std::string_view pem);
+
+// Pin of a certificate's public key (as presented in a TLS handshake).
+std::optional<std::string> pin_of_certificate(X509* cert);
+
+// A self-signed X.509 certificate (PEM) for a PEM private key, CN = common_name,
+// valid from now-1d for 100 years. Used as the TLS identity on the tunnel; only
+// its public key matters (peers check the pin, not the certificate).
+std::optional<std::string> self_signed_certificate_pem(std::string_view private_key_pem,
+                                                       std::string_view common_name);
+
+// A self-signed RSA-2048 or P-256 certificate + key for HTTPS on the given DNS
+// names (subjectAltName), for the demo and tests. Returns {cert_pem, key_pem}.
+struct CertAndKey {
+  std::string cert_pem;
+  std::string key_pem;
+};
+std::optional<CertAndKey> self_signed_server_certificate(const std::vector<std::string>& dns_names);
+
+// Constant-time comparison of two pins.
+bool pins_equal(std::string_view a, std::string_view b);
+
+// Join token: one line that carries what an origin needs to dial an edge.
+struct JoinToken {
+  std::string edge;         // "host:port" of the edge's tunnel listener
+  std::string edge_pin;     // "sha256:..."
+  std::string origin_name;
+  std::string origin_key_pem;
+};
+std::string encode_join_token(const JoinToken& token);  // "hearth1-<base64url>"
+std::optional<JoinToken> decode_join_token(std::string_view text);
+
+// Random bytes (RAND_bytes) as lowercase hex: 2*n characters.
+std::string random_hex(std::size_t n);
+
+}  // namespace hearth::crypto
