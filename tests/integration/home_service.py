@@ -1,0 +1,356 @@
+#!/usr/bin/python3
+"""Sample home service for hearth's integration tests and demo.
+
+HTTP (threading, HTTP/1.1 keep-alive) on --http-port, WebSocket echo on --ws-port.
+
+HTTP endpoints (all also answer HEAD: same headers, no body):
+  /                      small HTML demo page (button opens wss://<host>/signaling)
+  /echo        POST/PUT  streams the request body (Content-Length or chunked; honours
+                         Expect: 100-continue), replies {"length": N, "sha256": hex}
+  /download?bytes=N&seed=S[&chunked=1]
+                         N deterministic pseudo-random bytes (see download_blocks),
+                         with Content-Length, or Transfer-Encoding: chunked
+  /headers               JSON: service name, method, path, request headers
+  /slow?seconds=S        sleeps S seconds, then replies JSON
+  /status/NNN            answers with status NNN (204/304/1xx: no body)
+Every response carries "X-Home-Service: <--name>". With --mount /api the service
+also accepts every path under /api (the prefix is stripped before dispatch).
+
+WebSocket: any path. Every message is echoed with its type (text stays text,
+binary stays binary). When the client closes with code C, the close frame is
+echoed, so the client sees C back. With "fragments=1" in the query string, each
+message is echoed fragmented exactly as it was received (same frame sizes).
+
+On start-up one JSON line {"http_port": P, "ws_port": Q} is printed on stdout
+(useful with port 0). Nothing is logged per request unless --verbose.
+"""
+
+import argparse
+import asyncio
+import hashlib
+import http.server
+import json
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+import urllib.parse
+
+BLOCK = 65536
+
+
+def download_blocks(n, seed):
+    """Yield the deterministic payload of /download?bytes=n&seed=seed.
+
+    Block i (64 KiB) is SHAKE-256("hearth:<seed>:<i>") squeezed to 64 KiB; the
+    stream is the concatenation of the blocks, cut at n bytes.
+    """
+    i = 0
+    while n > 0:
+        block = hashlib.shake_256(f"hearth:{seed}:{i}".encode()).digest(BLOCK)
+        if n < BLOCK:
+            block = block[:n]
+        n -= len(block)
+        i += 1
+        yield block
+
+
+def download_sha256(n, seed):
+    h = hashlib.sha256()
+    for b in download_blocks(n, seed):
+        h.update(b)
+    return h.hexdigest()
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>hearth home service</title>
+<style>body{font-family:sans-serif;max-width:40em;margin:2em auto}
+#log{background:#f4f4f4;padding:1em;min-height:4em;white-space:pre-wrap}</style></head>
+<body>
+<h1>Hello from home</h1>
+<p>This page is served by a service behind NAT, reached through hearth.</p>
+<p><input id="msg" value="hello over the tunnel"> <button id="go">Send over WebSocket</button></p>
+<div id="log"></div>
+<script>
+const log = (t) => { document.getElementById('log').textContent += t + "\\n"; };
+document.getElementById('go').onclick = () => {
+  const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
+  const ws = new WebSocket(scheme + location.host + '/signaling');
+  ws.onopen = () => { log('open ' + ws.url); ws.send(document.getElementById('msg').value); };
+  ws.onmessage = (e) => { log('echo: ' + e.data); ws.close(1000); };
+  ws.onclose = (e) => log('closed, code ' + e.code);
+  ws.onerror = () => log('error');
+};
+</script>
+</body></html>
+"""
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "hearth-home-service/1"
+    sys_version = ""
+
+    def version_string(self):
+        return self.server_version
+
+    # -- plumbing ---------------------------------------------------------
+    def log_message(self, fmt, *args):  # noqa: N802 (stdlib name)
+        if self.server.verbose:
+            sys.stderr.write("home_service %s: %s\n" % (self.server.name, fmt % args))
+
+    def _target(self):
+        u = urllib.parse.urlsplit(self.path)
+        path = u.path
+        mount = self.server.mount
+        if mount and (path == mount or path.startswith(mount + "/")):
+            path = path[len(mount):] or "/"
+        return path, urllib.parse.parse_qs(u.query)
+
+    def _start(self, code, ctype=None, length=None, extra=()):
+        self.send_response(code)
+        self.send_header("X-Home-Service", self.server.name)
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        for k, v in extra:
+            self.send_header(k, v)
+
+    def _reply(self, code, body=b"", ctype="text/plain; charset=utf-8", extra=()):
+        if isinstance(body, str):
+            body = body.encode()
+        self._start(code, ctype, len(body), extra)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, code, obj):
+        self._reply(code, json.dumps(obj).encode(), "application/json")
+
+    def _read_body(self):
+        """Yield the request body in pieces (Content-Length or chunked)."""
+        te = self.headers.get("Transfer-Encoding", "")
+        if te.lower().strip() == "chunked":
+            while True:
+                line = self.rfile.readline(65537)
+                if not line:
+                    raise ConnectionError("eof in chunk size")
+                size = int(line.split(b";", 1)[0].strip(), 16)
+                if size == 0:
+                    while True:  # trailers
+                        t = self.rfile.readline(65537)
+                        if t in (b"\r\n", b"\n", b""):
+                            return
+                while size > 0:
+                    piece = self.rfile.read(min(size, BLOCK))
+                    if not piece:
+                        raise ConnectionError("eof in chunk")
+                    size -= len(piece)
+                    yield piece
+                self.rfile.readline(3)
+        else:
+            n = int(self.headers.get("Content-Length", "0") or 0)
+            while n > 0:
+                piece = self.rfile.read(min(n, BLOCK))
+                if not piece:
+                    raise ConnectionError("eof in body")
+                n -= len(piece)
+                yield piece
+
+    def _drain_body(self):
+        for _ in self._read_body():
+            pass
+
+    # -- methods ----------------------------------------------------------
+    def do_GET(self):  # noqa: N802
+        self._drain_body()
+        path, q = self._target()
+        if path == "/":
+            return self._reply(200, PAGE, "text/html; charset=utf-8")
+        if path == "/headers":
+            return self._json(200, {
+                "service": self.server.name,
+                "method": self.command,
+                "path": self.path,
+                "client": self.client_address[0],
+                "headers": {k.lower(): ", ".join(self.headers.get_all(k))
+                            for k in dict.fromkeys(self.headers.keys())},
+                "raw": [[k, v] for k, v in self.headers.items()],
+            })
+        if path == "/download":
+            return self._download(q)
+        if path == "/slow":
+            secs = float(q.get("seconds", ["1"])[0])
+            time.sleep(max(0.0, min(secs, 600.0)))
+            return self._json(200, {"slept": secs, "service": self.server.name})
+        if path.startswith("/status/"):
+            return self._status(path[len("/status/"):])
+        if path == "/echo":
+            return self._json(200, {"length": 0, "sha256": hashlib.sha256().hexdigest()})
+        return self._reply(404, "not found\n")
+
+    do_HEAD = do_GET  # noqa: N815
+
+    def do_POST(self):  # noqa: N802
+        path, _ = self._target()
+        if path == "/echo" or path.startswith("/status/"):
+            h = hashlib.sha256()
+            n = 0
+            for piece in self._read_body():
+                h.update(piece)
+                n += len(piece)
+            if path.startswith("/status/"):
+                return self._status(path[len("/status/"):])
+            return self._json(200, {"length": n, "sha256": h.hexdigest(),
+                                    "service": self.server.name})
+        self._drain_body()
+        return self._reply(404, "not found\n")
+
+    do_PUT = do_POST  # noqa: N815
+
+    def do_DELETE(self):  # noqa: N802
+        self._drain_body()
+        return self._reply(404, "not found\n")
+
+    # -- endpoints --------------------------------------------------------
+    def _download(self, q):
+        n = int(q.get("bytes", ["0"])[0])
+        seed = q.get("seed", ["0"])[0]
+        chunked = q.get("chunked", ["0"])[0] not in ("0", "", "false")
+        if chunked:
+            self._start(200, "application/octet-stream", None, [("Transfer-Encoding", "chunked")])
+        else:
+            self._start(200, "application/octet-stream", n)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        for block in download_blocks(n, seed):
+            if chunked:
+                self.wfile.write(b"%x\r\n" % len(block) + block + b"\r\n")
+            else:
+                self.wfile.write(block)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _status(self, text):
+        try:
+            code = int(text.strip("/"))
+        except ValueError:
+            return self._reply(400, "bad status\n")
+        if code < 200 or code > 599:
+            return self._reply(400, "status out of range\n")
+        if code in (204, 304):
+            self._start(code, extra=[("ETag", '"hearth-test"')] if code == 304 else ())
+            self.end_headers()
+            return
+        body = ("status %d\n" % code).encode()
+        return self._reply(code, body)
+
+
+class HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+
+# -- WebSocket ------------------------------------------------------------
+
+def _ws_protocol_class():
+    from websockets.legacy.server import WebSocketServerProtocol
+    from websockets.frames import Opcode
+
+    class FrameLoggingProtocol(WebSocketServerProtocol):
+        """Records the data frames (opcode, fin, payload) of the message being read."""
+
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            self.frames = []
+
+        async def read_frame(self, max_size):
+            frame = await super().read_frame(max_size)
+            if frame.opcode in (Opcode.TEXT, Opcode.BINARY):
+                self.frames = [(frame.opcode, frame.fin, frame.data)]
+            elif frame.opcode == Opcode.CONT:
+                self.frames.append((frame.opcode, frame.fin, frame.data))
+            return frame
+
+    return FrameLoggingProtocol
+
+
+async def ws_handler(ws, path=None):
+    path = path if path is not None else getattr(ws, "path", "/")
+    fragments = "fragments=1" in urllib.parse.urlsplit(path).query
+    try:
+        async for msg in ws:
+            if fragments and len(ws.frames) > 1:
+                # Echo frame by frame: same opcodes, same sizes, same fin bits.
+                for opcode, fin, data in list(ws.frames):
+                    await ws.write_frame(fin, opcode, data)
+            else:
+                await ws.send(msg)
+    except Exception:  # connection errors end the handler quietly
+        pass
+
+
+async def ws_main(args, ready):
+    import websockets
+    server = await websockets.serve(
+        ws_handler, args.host, args.ws_port, max_size=None, max_queue=64,
+        create_protocol=_ws_protocol_class(), ping_interval=None,
+        compression=None if args.no_compression else "deflate")
+    port = server.sockets[0].getsockname()[1]
+    ready(port)
+    stop = asyncio.get_running_loop().create_future()
+    for s in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(s, lambda: stop.done() or stop.set_result(None))
+    await stop
+    server.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--http-port", type=int, default=None)
+    ap.add_argument("--ws-port", type=int, default=None)
+    ap.add_argument("--name", default="home")
+    ap.add_argument("--mount", default="", help="also serve everything under this path prefix")
+    ap.add_argument("--no-compression", action="store_true", help="no permessage-deflate")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    if args.http_port is None and args.ws_port is None:
+        ap.error("give --http-port and/or --ws-port")
+    if not args.verbose:
+        import logging
+        logging.getLogger("websockets").setLevel(logging.CRITICAL)
+
+    ports = {}
+    if args.http_port is not None:
+        httpd = HTTPServer((args.host, args.http_port), Handler)
+        httpd.verbose = args.verbose
+        httpd.name = args.name
+        httpd.mount = args.mount.rstrip("/")
+        ports["http_port"] = httpd.server_address[1]
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    def ready(ws_port=None):
+        if ws_port is not None:
+            ports["ws_port"] = ws_port
+        print(json.dumps(ports), flush=True)
+
+    if args.ws_port is not None:
+        asyncio.run(ws_main(args, ready))
+    else:
+        ready()
+        stop = threading.Event()
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, lambda *_: stop.set())
+        while not stop.wait(1.0):
+            pass
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
