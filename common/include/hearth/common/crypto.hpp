@@ -12,7 +12,7 @@
 
 namespace hearth::crypto {
 
-// A fresh Ed25519 private key, PKCS#8 PEM.
+// A fresh Ed25519 private key, PKCS#8 PEM. Throws std::runtime_error if OpenSSL fails.
 std::string generate_private_key_pem();
 
 // Pin of the public half of a PEM private key; nullopt if the PEM is not a key.
@@ -29,6 +29,8 @@ std::optional<std::string> self_signed_certificate_pem(std::string_view private_
 
 // A self-signed RSA-2048 or P-256 certificate + key for HTTPS on the given DNS
 // names (subjectAltName), for the demo and tests. Returns {cert_pem, key_pem}.
+// The key is P-256; a name that parses as an IPv4/IPv6 literal becomes an IP SAN.
+// nullopt when dns_names is empty or a name is empty.
 struct CertAndKey {
   std::string cert_pem;
   std::string key_pem;
@@ -38,17 +40,25 @@ std::optional<CertAndKey> self_signed_server_certificate(const std::vector<std::
 // Constant-time comparison of two pins.
 bool pins_equal(std::string_view a, std::string_view b);
 
+// True for "sha256:" followed by the canonical unpadded base64 of 32 bytes (43 characters).
+bool is_valid_pin(std::string_view pin);
+
 // Join token: one line that carries what an origin needs to dial an edge.
 struct JoinToken {
-  std::string edge;         // "host:port" of the edge's tunnel listener
-  std::string edge_pin;     // "sha256:..."
+  std::string edge;      // "host:port" of the edge's tunnel listener
+  std::string edge_pin;  // "sha256:..."
   std::string origin_name;
   std::string origin_key_pem;
 };
+// encode throws std::invalid_argument when a field contains a line break (it
+// would not survive decoding). decode trims surrounding whitespace and checks
+// every field: name, pin, edge characters, and that the key parses; nullopt on
+// anything else (it is fed untrusted text).
 std::string encode_join_token(const JoinToken& token);  // "hearth1-<base64url>"
 std::optional<JoinToken> decode_join_token(std::string_view text);
 
-// Random bytes (RAND_bytes) as lowercase hex: 2*n characters.
+// Random bytes (RAND_bytes) as lowercase hex: 2*n characters. Throws std::runtime_error
+// if the generator fails.
 std::string random_hex(std::size_t n);
 
 }  // namespace hearth::crypto
