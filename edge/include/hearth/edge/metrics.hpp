@@ -1,0 +1,31 @@
+#pragma once
+// Counters for /metrics and /status. Plain atomics: workers bump them without locks.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace hearth::edge {
+
+class Registry;
+
+struct Metrics {
+  std::array<std::atomic<std::uint64_t>, 600> requests_by_code{};
+  std::atomic<std::uint64_t> bytes_from_clients{0};
+  std::atomic<std::uint64_t> bytes_to_clients{0};
+  std::atomic<std::int64_t> client_connections{0};
+  std::atomic<std::int64_t> requests_in_flight{0};
+  std::atomic<std::int64_t> websockets_active{0};
+  std::atomic<std::uint64_t> tunnels_refused{0};
+  std::atomic<std::uint64_t> connections_rejected{0};  // over max_connections
+
+  void count_request(unsigned code) {
+    if (code < requests_by_code.size())
+      requests_by_code[code].fetch_add(1, std::memory_order_relaxed);
+  }
+  std::string prometheus(const Registry& registry) const;
+  std::string status_json(const Registry& registry, bool draining) const;
+};
+
+}  // namespace hearth::edge

@@ -1,0 +1,69 @@
+#pragma once
+// Which origins are connected and what they published. Shared by all worker
+// threads: the route table is an immutable snapshot rebuilt when a tunnel comes
+// or goes (rare), so a request only copies one shared_ptr under a short lock.
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "hearth/common/route_match.hpp"
+#include "hearth/tunnel/frame.hpp"
+#include "hearth/tunnel/mux.hpp"
+
+namespace hearth::edge {
+
+struct TunnelInfo {
+  std::uint64_t id = 0;
+  std::string origin;
+  std::string peer;
+  std::uint32_t connection_index = 0;
+  std::vector<tunnel::RouteAdvert> routes;
+  std::shared_ptr<tunnel::Connection> conn;
+  std::chrono::system_clock::time_point since;
+};
+
+// The tunnels that currently serve one published (host, path).
+struct RouteGroup {
+  std::vector<std::shared_ptr<const TunnelInfo>> tunnels;
+};
+
+struct RouteSnapshot {
+  RouteTable<std::shared_ptr<RouteGroup>> table;
+  std::vector<std::shared_ptr<const TunnelInfo>> tunnels;
+};
+
+enum class PickResult { ok, unknown_host, offline };
+
+class Registry {
+ public:
+  Registry();
+
+  void add(std::shared_ptr<const TunnelInfo> t);
+  void remove(std::uint64_t id);
+
+  std::shared_ptr<const RouteSnapshot> snapshot() const;
+
+  // Choose a live tunnel for (host, path): the least loaded usable connection
+  // among those publishing the best-matching route; ties rotate. A route whose
+  // origins all went away stays known, so clients get 503, not 404.
+  PickResult pick(std::string_view host, std::string_view path,
+                  std::shared_ptr<const TunnelInfo>& out) const;
+
+  std::size_t size() const;
+
+ private:
+  void rebuild_locked();
+
+  mutable std::mutex mu_;
+  std::map<std::uint64_t, std::shared_ptr<const TunnelInfo>> live_;
+  // (host, path) pairs ever published since start: keeps 503 for offline origins.
+  std::map<std::pair<std::string, std::string>, bool> known_;
+  std::shared_ptr<const RouteSnapshot> snap_;
+  mutable std::atomic<std::uint64_t> rotate_{0};
+};
+
+}  // namespace hearth::edge

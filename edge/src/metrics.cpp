@@ -1,0 +1,105 @@
+#include "hearth/edge/metrics.hpp"
+
+#include <chrono>
+
+#include "hearth/edge/registry.hpp"
+
+namespace hearth::edge {
+namespace {
+
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += ' ';
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+}  // namespace
+
+std::string Metrics::prometheus(const Registry& registry) const {
+  auto snap = registry.snapshot();
+  std::size_t streams = 0;
+  for (const auto& t : snap->tunnels) streams += t->conn->active_streams();
+  std::string out;
+  out.reserve(2048);
+  out += "# HELP hearth_tunnel_connections Live tunnel connections from origins.\n";
+  out += "# TYPE hearth_tunnel_connections gauge\n";
+  out += "hearth_tunnel_connections " + std::to_string(snap->tunnels.size()) + "\n";
+  out += "# HELP hearth_streams_active Streams open over all tunnels.\n";
+  out += "# TYPE hearth_streams_active gauge\n";
+  out += "hearth_streams_active " + std::to_string(streams) + "\n";
+  out += "# HELP hearth_http_requests_total Requests answered, by status code.\n";
+  out += "# TYPE hearth_http_requests_total counter\n";
+  for (std::size_t code = 100; code < requests_by_code.size(); ++code) {
+    auto n = requests_by_code[code].load(std::memory_order_relaxed);
+    if (n == 0) continue;
+    out += "hearth_http_requests_total{code=\"" + std::to_string(code) + "\"} " +
+           std::to_string(n) + "\n";
+  }
+  out += "# HELP hearth_bytes_total Body bytes relayed for clients.\n";
+  out += "# TYPE hearth_bytes_total counter\n";
+  out += "hearth_bytes_total{direction=\"in\"} " + std::to_string(bytes_from_clients.load()) + "\n";
+  out += "hearth_bytes_total{direction=\"out\"} " + std::to_string(bytes_to_clients.load()) + "\n";
+  out += "# TYPE hearth_client_connections gauge\n";
+  out += "hearth_client_connections " + std::to_string(client_connections.load()) + "\n";
+  out += "# TYPE hearth_requests_in_flight gauge\n";
+  out += "hearth_requests_in_flight " + std::to_string(requests_in_flight.load()) + "\n";
+  out += "# TYPE hearth_websockets_active gauge\n";
+  out += "hearth_websockets_active " + std::to_string(websockets_active.load()) + "\n";
+  out += "# TYPE hearth_tunnels_refused_total counter\n";
+  out += "hearth_tunnels_refused_total " + std::to_string(tunnels_refused.load()) + "\n";
+  out += "# TYPE hearth_connections_rejected_total counter\n";
+  out += "hearth_connections_rejected_total " + std::to_string(connections_rejected.load()) + "\n";
+  return out;
+}
+
+std::string Metrics::status_json(const Registry& registry, bool draining) const {
+  auto snap = registry.snapshot();
+  std::string out = "{\"draining\":";
+  out += draining ? "true" : "false";
+  out += ",\"client_connections\":" + std::to_string(client_connections.load());
+  out += ",\"requests_in_flight\":" + std::to_string(requests_in_flight.load());
+  out += ",\"websockets_active\":" + std::to_string(websockets_active.load());
+  out += ",\"bytes\":{\"in\":" + std::to_string(bytes_from_clients.load()) +
+         ",\"out\":" + std::to_string(bytes_to_clients.load()) + "}";
+  out += ",\"tunnels\":[";
+  bool first = true;
+  auto now = std::chrono::system_clock::now();
+  for (const auto& t : snap->tunnels) {
+    if (!first) out += ',';
+    first = false;
+    out +=
+        "{\"id\":" + std::to_string(t->id) + ",\"origin\":" + json_escape(t->origin) +
+        ",\"peer\":" + json_escape(t->peer) +
+        ",\"connection_index\":" + std::to_string(t->connection_index) +
+        ",\"usable\":" + (t->conn->usable() ? "true" : "false") +
+        ",\"streams\":" + std::to_string(t->conn->active_streams()) +
+        ",\"rtt_us\":" + std::to_string(t->conn->rtt_us()) +
+        ",\"bytes_in\":" + std::to_string(t->conn->bytes_in()) +
+        ",\"bytes_out\":" + std::to_string(t->conn->bytes_out()) + ",\"uptime_s\":" +
+        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - t->since).count()) +
+        ",\"routes\":[";
+    bool rf = true;
+    for (const auto& r : t->routes) {
+      if (!rf) out += ',';
+      rf = false;
+      out += "{\"host\":" + json_escape(r.host) + ",\"path\":" + json_escape(r.path) + "}";
+    }
+    out += "]}";
+  }
+  out += "]}\n";
+  return out;
+}
+
+}  // namespace hearth::edge

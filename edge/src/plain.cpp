@@ -1,0 +1,87 @@
+// Plain-HTTP listeners: the port-80 redirect to HTTPS, and the admin API
+// (/healthz, /readyz, /metrics, /status) on the shared admin session.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "hearth/common/admin.hpp"
+#include "hearth/common/log.hpp"
+#include "hearth/edge/http_rules.hpp"
+#include "shared.hpp"
+
+namespace hearth::edge {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+}  // namespace
+
+asio::awaitable<void> http_redirect_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock) {
+  beast::tcp_stream stream(std::move(sock));
+  beast::flat_buffer buf;
+  auto cfg = shared->config();
+  for (int i = 0; i < 100; ++i) {
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(cfg->max_header_size);
+    parser.body_limit(0);  // a redirect needs no body; a client that sends one gets closed
+    stream.expires_after(cfg->header_timeout);
+    auto [ec, n] = co_await http::async_read(stream, buf, parser, tuple_awaitable);
+    if (ec) {
+      if (ec != http::error::end_of_stream && ec != beast::error::timeout &&
+          ec != asio::error::eof && ec != asio::error::connection_reset) {
+        auto res = make_error_response(http::status::bad_request, 11, false, std::nullopt, "");
+        co_await http::async_write(stream, res, tuple_awaitable);
+      }
+      break;
+    }
+    const auto& req = parser.get();
+    http::response<http::string_body> res;
+    if (is_acme_challenge(req.target())) {
+      // ACME http-01 is not served yet; never redirect a challenge.
+      res = make_error_response(http::status::not_found, req.version(), req.keep_alive(),
+                                std::nullopt, "");
+    } else {
+      std::optional<std::uint16_t> port;
+      if (shared->https_port != 443) port = shared->https_port;
+      res = make_redirect_to_https(req.base(), port);
+      res.keep_alive(req.keep_alive());
+    }
+    shared->metrics.count_request(res.result_int());
+    bool keep = res.keep_alive();
+    auto [wec, wn] = co_await http::async_write(stream, res, tuple_awaitable);
+    if (wec || !keep) break;
+  }
+  boost::system::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+}
+
+asio::awaitable<void> admin_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock) {
+  co_await admin::session(std::move(sock), [shared](std::string_view path) {
+    admin::Response r;
+    bool draining = shared->draining.load();
+    if (path == "/healthz") {
+      r.body = "ok\n";
+    } else if (path == "/readyz") {
+      // Listeners are up once the process accepts here; draining means not ready.
+      r.status = draining ? 503 : 200;
+      r.body = draining ? "draining\n" : "ready\n";
+    } else if (path == "/metrics") {
+      r.content_type = "text/plain; version=0.0.4";
+      r.body = shared->metrics.prometheus(shared->registry);
+    } else if (path == "/status") {
+      r.content_type = "application/json";
+      r.body = shared->metrics.status_json(shared->registry, draining);
+    } else {
+      r.status = 404;
+      r.body = "not found\n";
+    }
+    return r;
+  });
+}
+
+}  // namespace hearth::edge

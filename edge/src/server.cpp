@@ -1,0 +1,494 @@
+// hearth-edge process: workers, listeners, tunnel handshakes, admin, signals.
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <thread>
+
+#include "hearth/common/log.hpp"
+#include "hearth/config/pairing.hpp"
+#include "hearth/config/parse.hpp"
+#include "hearth/edge/edge.hpp"
+#include "hearth/edge/http_rules.hpp"
+#include "hearth/tunnel/handshake.hpp"
+#include "shared.hpp"
+
+namespace hearth::edge {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+void log_exception(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log::error("session.bug", {{"what", ex.what()}});
+  }
+}
+
+int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                  unsigned int inlen, void*) {
+  static const unsigned char ours[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  unsigned char* sel = nullptr;
+  if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;  // no ALPN agreement: carry on, HTTP/1.1 is implied
+  }
+  *out = sel;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+int select_certificate(SSL* ssl, int*, void* arg) {
+  auto* tls = static_cast<HttpsTls*>(arg);
+  const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  if (!name) return SSL_TLSEXT_ERR_OK;  // no SNI: the default certificate
+  for (const auto& e : tls->entries) {
+    if (e.leaf && X509_check_host(e.leaf, name, 0, 0, nullptr) == 1) {
+      SSL_set_SSL_CTX(ssl, e.ctx->native_handle());
+      return SSL_TLSEXT_ERR_OK;
+    }
+  }
+  return SSL_TLSEXT_ERR_OK;
+}
+
+tcp::endpoint resolve_listen(const config::Endpoint& ep) {
+  error_code ec;
+  auto addr = asio::ip::make_address(ep.host == "*" ? "0.0.0.0" : ep.host, ec);
+  if (ec) {
+    // A name: resolve once at start-up.
+    asio::io_context io;
+    tcp::resolver r(io);
+    auto results = r.resolve(ep.host, std::to_string(ep.port));
+    return *results.begin();
+  }
+  return {addr, ep.port};
+}
+
+}  // namespace
+
+std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
+  auto tls = std::make_shared<HttpsTls>();
+  for (const auto& c : cfg.certificates) {
+    auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+    try {
+      ctx->use_certificate_chain_file(c.cert.string());
+    } catch (const std::exception& e) {
+      throw std::runtime_error(c.cert.string() + ": cannot load certificate chain: " + e.what());
+    }
+    try {
+      ctx->use_private_key_file(c.key.string(), asio::ssl::context::pem);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(c.key.string() + ": cannot load private key: " + e.what());
+    }
+    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_http11, nullptr);
+    X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
+    tls->entries.push_back({ctx, leaf});
+  }
+  if (tls->entries.empty()) throw std::runtime_error("no [[tls.certificates]] configured");
+  for (auto& e : tls->entries) {
+    SSL_CTX_set_tlsext_servername_callback(e.ctx->native_handle(), select_certificate);
+    SSL_CTX_set_tlsext_servername_arg(e.ctx->native_handle(), tls.get());
+  }
+  return tls;
+}
+
+namespace {
+
+class Edge {
+ public:
+  explicit Edge(std::shared_ptr<const config::EdgeConfig> cfg)
+      : shared_(std::make_shared<EdgeShared>()), signals_(control_) {
+    shared_->swap(cfg, make_https_tls(*cfg));
+    unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<asio::io_context>(1));
+    edge_key_ = config::load_or_create_edge_key(cfg->state_dir);
+    tunnel_ctx_ = tunnel::make_tunnel_tls_context(true, edge_key_);
+  }
+
+  int run();
+
+ private:
+  asio::io_context& next_worker() { return *workers_[next_worker_++ % workers_.size()]; }
+  bool listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind);
+  asio::awaitable<void> accept_loop(tcp::acceptor& acc, int kind);
+  asio::awaitable<void> tunnel_session(tcp::socket sock);
+  asio::awaitable<void> reject(tunnel::TlsStream& tls, const std::string& peer,
+                               const std::string& origin, const std::string& reason);
+  void on_signal(error_code ec, int sig);
+  void reload();
+  void begin_drain();
+  void drain_tick(std::chrono::steady_clock::time_point deadline);
+  void stop_all();
+
+  std::shared_ptr<EdgeShared> shared_;
+  asio::io_context control_{1};
+  std::vector<std::unique_ptr<asio::io_context>> workers_;
+  std::size_t next_worker_ = 0;
+  asio::signal_set signals_;
+  std::string edge_key_;
+  std::shared_ptr<asio::ssl::context> tunnel_ctx_;
+  std::unique_ptr<tcp::acceptor> https_acc_, http_acc_, tunnel_acc_, admin_acc_;
+  std::unique_ptr<asio::steady_timer> drain_timer_;
+};
+
+bool Edge::listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind) {
+  try {
+    auto endpoint = resolve_listen(ep);
+    acc.open(endpoint.protocol());
+    acc.set_option(asio::socket_base::reuse_address(true));
+    acc.bind(endpoint);
+    acc.listen(asio::socket_base::max_listen_connections);
+    auto local = acc.local_endpoint();
+    std::string addr = (local.address().is_v6() ? "[" + local.address().to_string() + "]"
+                                                : local.address().to_string()) +
+                       ":" + std::to_string(local.port());
+    log::info("listening", {{"kind", kind}, {"addr", addr}});
+    return true;
+  } catch (const std::exception& e) {
+    log::error("listen.failed", {{"kind", kind}, {"addr", ep.to_string()}, {"error", e.what()}});
+    return false;
+  }
+}
+
+enum Kind { kHttps, kHttp, kTunnel, kAdmin };
+
+asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
+  for (;;) {
+    auto& worker = kind == kAdmin ? control_ : next_worker();
+    auto [ec, sock] = co_await acc.async_accept(worker, tuple_awaitable);
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+      log::warn("accept.failed", {{"error", ec.message()}});
+      // EMFILE and friends: back off briefly instead of spinning.
+      asio::steady_timer t(control_, std::chrono::milliseconds(100));
+      co_await t.async_wait(tuple_awaitable);
+      continue;
+    }
+    auto cfg = shared_->config();
+    if (kind == kHttps && shared_->metrics.client_connections.load() >=
+                              static_cast<std::int64_t>(cfg->max_connections)) {
+      shared_->metrics.connections_rejected.fetch_add(1);
+      error_code ignored;
+      sock.close(ignored);
+      continue;
+    }
+    auto ex = sock.get_executor();
+    switch (kind) {
+      case kHttps:
+        asio::co_spawn(ex, https_session(shared_, std::move(sock)), log_exception);
+        break;
+      case kHttp:
+        asio::co_spawn(ex, http_redirect_session(shared_, std::move(sock)), log_exception);
+        break;
+      case kTunnel:
+        asio::co_spawn(ex, tunnel_session(std::move(sock)), log_exception);
+        break;
+      case kAdmin:
+        asio::co_spawn(ex, admin_session(shared_, std::move(sock)), log_exception);
+        break;
+    }
+  }
+}
+
+asio::awaitable<void> Edge::reject(tunnel::TlsStream& tls, const std::string& peer,
+                                   const std::string& origin, const std::string& reason) {
+  shared_->metrics.tunnels_refused.fetch_add(1);
+  log::warn("tunnel.refused", {{"peer", peer}, {"origin", origin}, {"reason", reason}});
+  auto payload = tunnel::encode_reason(reason);
+  beast::get_lowest_layer(tls).expires_after(std::chrono::seconds(5));
+  co_await tunnel::write_one_frame(tls, tunnel::FrameType::reject, payload);
+  co_await tls.async_shutdown(tuple_awaitable);
+}
+
+asio::awaitable<void> Edge::tunnel_session(tcp::socket sock) {
+  auto cfg = shared_->config();
+  error_code ec;
+  auto rep = sock.remote_endpoint(ec);
+  std::string peer = ec ? "?" : client_ip_string(rep.address()) + ":" + std::to_string(rep.port());
+  auto io_ex = sock.get_executor().target<asio::io_context::executor_type>();
+  if (!io_ex) co_return;
+  auto exec = *io_ex;
+  sock.set_option(tcp::no_delay(true), ec);
+  tunnel::TlsStream tls(beast::tcp_stream(std::move(sock)), *tunnel_ctx_);
+  beast::get_lowest_layer(tls).expires_after(cfg->handshake_timeout);
+  auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
+  if (hec) {
+    shared_->metrics.tunnels_refused.fetch_add(1);
+    log::warn("tunnel.refused",
+              {{"peer", peer}, {"reason", "TLS handshake failed: " + hec.message()}});
+    co_return;
+  }
+  auto pin = tunnel::peer_pin(tls);
+  if (!pin) {
+    co_await reject(tls, peer, "", "no client certificate");
+    co_return;
+  }
+  beast::flat_buffer buf;
+  tunnel::RawFrame frame;
+  auto rec = co_await tunnel::read_one_frame(tls, buf, frame);
+  if (rec || frame.header.type != tunnel::FrameType::hello) {
+    shared_->metrics.tunnels_refused.fetch_add(1);
+    log::warn("tunnel.refused",
+              {{"peer", peer}, {"reason", rec ? "no HELLO: " + rec.message() : "expected HELLO"}});
+    co_return;
+  }
+  auto hello = tunnel::decode_hello(frame.payload);
+  if (!hello) {
+    co_await reject(tls, peer, "", "malformed HELLO");
+    co_return;
+  }
+  if (hello->version != tunnel::kProtocolVersion) {
+    co_await reject(tls, peer, hello->origin_name,
+                    "unsupported protocol version " + std::to_string(hello->version));
+    co_return;
+  }
+  const config::OriginGrant* grant = nullptr;
+  for (const auto& g : cfg->origins) {
+    if (g.name == hello->origin_name) grant = &g;
+  }
+  if (!grant) {
+    co_await reject(tls, peer, hello->origin_name,
+                    "origin '" + hello->origin_name + "' is not listed in [[origins]]");
+    co_return;
+  }
+  // Authorized keys are read on every handshake: `invite` needs no reload.
+  std::map<std::string, std::vector<std::string>> authorized;
+  try {
+    authorized = config::load_authorized_origins(cfg->state_dir);
+  } catch (const std::exception& e) {
+    log::error("state.read_failed", {{"error", e.what()}});
+  }
+  bool key_ok = false;
+  for (const auto& p : authorized[hello->origin_name]) {
+    if (crypto::pins_equal(p, *pin)) key_ok = true;
+  }
+  if (!key_ok) {
+    co_await reject(tls, peer, hello->origin_name,
+                    "key " + *pin + " is not authorized for origin '" + hello->origin_name +
+                        "' (run: hearth-edge invite " + hello->origin_name + ")");
+    co_return;
+  }
+  std::string denied;
+  for (const auto& r : hello->routes) {
+    bool allowed = false;
+    for (const auto& pattern : grant->hostnames) {
+      if (pattern == r.host || host_matches(pattern, r.host)) allowed = true;
+    }
+    if (!allowed && denied.find(r.host) == std::string::npos) {
+      denied += (denied.empty() ? "" : ", ") + r.host;
+    }
+  }
+  if (!denied.empty()) {
+    co_await reject(tls, peer, hello->origin_name,
+                    "hostnames not allowed for origin '" + hello->origin_name + "': " + denied);
+    co_return;
+  }
+
+  std::uint64_t id = shared_->next_id.fetch_add(1);
+  tunnel::Welcome welcome{tunnel::kProtocolVersion, "edge",
+                          static_cast<std::uint32_t>(cfg->keepalive_interval.count())};
+  auto wp = tunnel::encode_payload(welcome);
+  auto wec = co_await tunnel::write_one_frame(tls, tunnel::FrameType::welcome, wp);
+  if (wec) {
+    log::warn("tunnel.refused", {{"peer", peer}, {"reason", "WELCOME failed: " + wec.message()}});
+    co_return;
+  }
+
+  tunnel::ConnectionOptions opts;
+  opts.keepalive_interval = cfg->keepalive_interval;
+  opts.keepalive_timeout = cfg->keepalive_timeout;
+  opts.opener = true;
+  opts.log_id = "t" + std::to_string(id);
+  auto conn = std::make_shared<tunnel::Connection>(exec, std::move(tls), std::move(buf), opts);
+  auto info = std::make_shared<TunnelInfo>();
+  info->id = id;
+  info->origin = hello->origin_name;
+  info->peer = peer;
+  info->connection_index = hello->connection_index;
+  info->routes = hello->routes;
+  info->conn = conn;
+  info->since = std::chrono::system_clock::now();
+  std::string routes;
+  for (const auto& r : hello->routes) routes += (routes.empty() ? "" : ",") + r.host + r.path;
+  auto shared = shared_;
+  std::string origin = hello->origin_name;
+  conn->start(nullptr, [shared, id, origin, peer](const std::string& reason) {
+    shared->registry.remove(id);
+    log::info("tunnel.down", {{"conn", "t" + std::to_string(id)},
+                              {"origin", origin},
+                              {"peer", peer},
+                              {"reason", reason}});
+  });
+  shared_->registry.add(info);
+  if (shared_->draining.load()) conn->go_away("edge is draining");
+  log::info("tunnel.up", {{"conn", opts.log_id},
+                          {"origin", hello->origin_name},
+                          {"peer", peer},
+                          {"index", hello->connection_index},
+                          {"software", hello->software},
+                          {"routes", routes}});
+}
+
+void Edge::reload() {
+  auto old = shared_->config();
+  auto result = config::load_edge_config(old->source);
+  if (!result.config) {
+    for (const auto& p : result.problems)
+      log::error("reload.problem", {{"problem", p.to_string()}});
+    log::error("reload.failed", {{"file", old->source.string()}, {"kept", "previous config"}});
+    return;
+  }
+  auto cfg = std::make_shared<const config::EdgeConfig>(std::move(*result.config));
+  std::shared_ptr<HttpsTls> tls;
+  try {
+    tls = make_https_tls(*cfg);
+  } catch (const std::exception& e) {
+    log::error("reload.failed", {{"error", e.what()}, {"kept", "previous config"}});
+    return;
+  }
+  shared_->swap(cfg, tls);
+  log::info("reload.done", {{"file", cfg->source.string()},
+                            {"certificates", cfg->certificates.size()},
+                            {"origins", cfg->origins.size()}});
+}
+
+void Edge::on_signal(error_code ec, int sig) {
+  if (ec) return;
+  if (sig == SIGHUP) {
+    reload();
+    signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
+    return;
+  }
+  log::info("signal", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+  begin_drain();
+}
+
+void Edge::begin_drain() {
+  if (shared_->draining.exchange(true)) return;
+  error_code ignored;
+  for (auto* acc : {https_acc_.get(), http_acc_.get(), tunnel_acc_.get()}) {
+    if (acc) acc->close(ignored);
+  }
+  // Origins hear GOAWAY: no new streams; in-flight ones finish.
+  auto snap = shared_->registry.snapshot();
+  for (const auto& t : snap->tunnels) t->conn->go_away("edge is shutting down");
+  auto deadline = std::chrono::steady_clock::now() + shared_->config()->drain_timeout;
+  log::info("drain.start", {{"in_flight", shared_->metrics.requests_in_flight.load()},
+                            {"timeout_ms", shared_->config()->drain_timeout.count()}});
+  drain_timer_ = std::make_unique<asio::steady_timer>(control_);
+  drain_tick(deadline);
+}
+
+void Edge::drain_tick(std::chrono::steady_clock::time_point deadline) {
+  auto in_flight = shared_->metrics.requests_in_flight.load();
+  auto ws = shared_->metrics.websockets_active.load();
+  if ((in_flight == 0 && ws == 0) || std::chrono::steady_clock::now() >= deadline) {
+    log::info("drain.done", {{"in_flight", in_flight}, {"websockets", ws}});
+    stop_all();
+    return;
+  }
+  drain_timer_->expires_after(std::chrono::milliseconds(50));
+  drain_timer_->async_wait([this, deadline](error_code ec) {
+    if (!ec) drain_tick(deadline);
+  });
+}
+
+void Edge::stop_all() {
+  auto snap = shared_->registry.snapshot();
+  for (const auto& t : snap->tunnels) t->conn->close("edge stopped");
+  error_code ignored;
+  if (admin_acc_) admin_acc_->close(ignored);
+  signals_.cancel(ignored);
+  for (auto& w : workers_) w->stop();
+  control_.stop();
+}
+
+int Edge::run() {
+  auto cfg = shared_->config();
+  https_acc_ = std::make_unique<tcp::acceptor>(control_);
+  tunnel_acc_ = std::make_unique<tcp::acceptor>(control_);
+  if (!listen(*https_acc_, cfg->listen_https, "https")) return 2;
+  shared_->https_port = https_acc_->local_endpoint().port();
+  if (!listen(*tunnel_acc_, cfg->listen_tunnel, "tunnel")) return 2;
+  if (cfg->listen_http) {
+    http_acc_ = std::make_unique<tcp::acceptor>(control_);
+    if (!listen(*http_acc_, *cfg->listen_http, "http")) return 2;
+  }
+  if (cfg->listen_admin) {
+    admin_acc_ = std::make_unique<tcp::acceptor>(control_);
+    if (!listen(*admin_acc_, *cfg->listen_admin, "admin")) return 2;
+  }
+  asio::co_spawn(control_, accept_loop(*https_acc_, kHttps), log_exception);
+  asio::co_spawn(control_, accept_loop(*tunnel_acc_, kTunnel), log_exception);
+  if (http_acc_) asio::co_spawn(control_, accept_loop(*http_acc_, kHttp), log_exception);
+  if (admin_acc_) asio::co_spawn(control_, accept_loop(*admin_acc_, kAdmin), log_exception);
+
+  signals_.add(SIGTERM);
+  signals_.add(SIGINT);
+  signals_.add(SIGHUP);
+  signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
+
+  auto pin = crypto::pin_of_private_key_pem(edge_key_);
+  log::info("edge.started", {{"workers", workers_.size()},
+                             {"edge_pin", pin ? *pin : "?"},
+                             {"config", cfg->source.string()}});
+
+  std::vector<std::thread> threads;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  for (auto& w : workers_) {
+    guards.push_back(asio::make_work_guard(*w));
+    threads.emplace_back([&io = *w] {
+      for (;;) {
+        try {
+          io.run();
+          return;
+        } catch (const std::exception& e) {
+          log::error("worker.exception", {{"what", e.what()}});
+        }
+      }
+    });
+  }
+  for (;;) {
+    try {
+      control_.run();
+      break;
+    } catch (const std::exception& e) {
+      log::error("control.exception", {{"what", e.what()}});
+    }
+  }
+  for (auto& w : workers_) w->stop();
+  for (auto& t : threads) t.join();
+  log::info("edge.stopped");
+  return 0;
+}
+
+}  // namespace
+
+int run(std::shared_ptr<const config::EdgeConfig> config) {
+  std::unique_ptr<Edge> edge;
+  try {
+    edge = std::make_unique<Edge>(std::move(config));
+  } catch (const std::exception& e) {
+    log::error("edge.start_failed", {{"error", e.what()}});
+    return 2;
+  }
+  return edge->run();
+}
+
+}  // namespace hearth::edge

@@ -1,0 +1,591 @@
+#include "hearth/tunnel/mux.hpp"
+
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+
+#include "hearth/common/log.hpp"
+
+namespace hearth::tunnel {
+namespace {
+
+constexpr std::size_t kSendBuffer = 64 * 1024;  // per stream, user bytes not yet framed
+constexpr std::size_t kBatch = 64 * 1024;       // bytes per TLS write
+constexpr std::size_t kReadChunk = 64 * 1024;   // bytes per TLS read
+constexpr std::size_t kMaxControlQueue = 1 << 20;
+constexpr std::size_t kShrinkAbove = 16 * 1024;  // idle streams give memory back
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+std::span<const std::uint8_t> bytes_of(asio::const_buffer b) {
+  return {static_cast<const std::uint8_t*>(b.data()), b.size()};
+}
+
+void log_spawn_error(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log::error("tunnel.bug", {{"what", ex.what()}});
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- StreamState
+
+StreamState::StreamState(std::shared_ptr<Connection> conn, std::uint32_t id)
+    : conn_(std::move(conn)), id_(id) {}
+
+void StreamState::start_read(std::array<asio::mutable_buffer, kMaxIoBuffers> bufs,
+                             std::size_t count, IoHandler handler, asio::any_io_executor user_ex) {
+  asio::dispatch(conn_->ex_, [self = shared_from_this(), bufs, count, h = std::move(handler),
+                              ex = std::move(user_ex)]() mutable {
+    if (self->read_handler_) {
+      // Two reads at once is a caller bug; fail the second rather than lose it.
+      self->complete(h, ex, asio::error::in_progress, 0);
+      return;
+    }
+    self->read_bufs_ = bufs;
+    self->read_count_ = count;
+    self->read_handler_ = std::move(h);
+    self->read_ex_ = std::move(ex);
+    self->do_read();
+  });
+}
+
+void StreamState::start_write(std::array<asio::const_buffer, kMaxIoBuffers> bufs, std::size_t count,
+                              IoHandler handler, asio::any_io_executor user_ex) {
+  asio::dispatch(conn_->ex_, [self = shared_from_this(), bufs, count, h = std::move(handler),
+                              ex = std::move(user_ex)]() mutable {
+    if (self->write_handler_) {
+      self->complete(h, ex, asio::error::in_progress, 0);
+      return;
+    }
+    self->write_bufs_ = bufs;
+    self->write_count_ = count;
+    self->write_handler_ = std::move(h);
+    self->write_ex_ = std::move(ex);
+    self->do_write();
+  });
+}
+
+void StreamState::complete(IoHandler& h, asio::any_io_executor& ex, error_code ec, std::size_t n) {
+  // Always post: a completion never runs inside the initiating call, and it
+  // runs on the user's executor (which may be another worker thread).
+  asio::post(ex, [h = std::move(h), ec, n]() mutable { std::move(h)(ec, n); });
+  ex = asio::any_io_executor();
+}
+
+void StreamState::do_read() {
+  if (!read_handler_) return;
+  if (recv_.size() > 0 || read_count_ == 0) {
+    std::size_t n = 0;
+    auto src = recv_.data();
+    for (std::size_t i = 0; i < read_count_ && src.size() > 0; ++i) {
+      std::size_t k = asio::buffer_copy(read_bufs_[i], src);
+      src += k;
+      n += k;
+    }
+    recv_.consume(n);
+    if (recv_.size() == 0 && recv_.capacity() > kShrinkAbove) recv_.shrink_to_fit();
+    on_consumed(n);
+    complete(read_handler_, read_ex_, {}, n);
+    return;
+  }
+  if (recv_error_) {
+    complete(read_handler_, read_ex_, recv_error_, 0);
+  } else if (recv_fin_) {
+    complete(read_handler_, read_ex_, asio::error::eof, 0);
+  }
+  // else: parked until DATA, FIN, RESET or connection loss.
+}
+
+void StreamState::on_consumed(std::size_t n) {
+  recv_unacked_ += static_cast<std::uint32_t>(n);
+  // Grant credit back in quarter-window steps: few WINDOW frames, and the
+  // sender never waits a full round trip while the reader keeps up.
+  if (!recv_fin_ && !recv_error_ && registered_ && recv_unacked_ >= kInitialWindow / 4) {
+    conn_->queue_window(id_, recv_unacked_);
+    recv_window_ += recv_unacked_;
+    recv_unacked_ = 0;
+  }
+}
+
+void StreamState::do_write() {
+  if (!write_handler_) return;
+  if (send_error_) {
+    complete(write_handler_, write_ex_, send_error_, 0);
+    return;
+  }
+  if (fin_requested_ || closing_ || !registered_) {
+    complete(write_handler_, write_ex_, asio::error::broken_pipe, 0);
+    return;
+  }
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < write_count_; ++i) total += write_bufs_[i].size();
+  if (total == 0) {
+    complete(write_handler_, write_ex_, {}, 0);
+    return;
+  }
+  std::size_t space = kSendBuffer > send_.size() ? kSendBuffer - send_.size() : 0;
+  if (space == 0) return;  // parked until the writer drains this stream
+  std::size_t n = std::min(total, space);
+  auto dst = send_.prepare(n);
+  std::size_t copied = 0;
+  for (std::size_t i = 0; i < write_count_ && copied < n; ++i) {
+    copied += asio::buffer_copy(dst + copied, write_bufs_[i], n - copied);
+  }
+  send_.commit(copied);
+  conn_->mark_ready(*this);
+  complete(write_handler_, write_ex_, {}, copied);
+}
+
+void StreamState::fail_pending(error_code ec) {
+  if (!recv_error_) recv_error_ = ec;
+  if (!send_error_) send_error_ = ec;
+  send_.clear();
+  do_read();
+  do_write();
+}
+
+bool StreamState::wants_writer() const {
+  if (send_.size() > 0) return send_window_ > 0;
+  return fin_requested_ && !fin_sent_;
+}
+
+void StreamState::shutdown_send() {
+  asio::dispatch(conn_->ex_, [self = shared_from_this()] {
+    if (self->fin_requested_ || self->send_error_) return;
+    self->fin_requested_ = true;
+    self->conn_->mark_ready(*self);
+  });
+}
+
+void StreamState::reset(ResetCode code, std::string reason) {
+  asio::dispatch(conn_->ex_, [self = shared_from_this(), code, reason = std::move(reason)] {
+    if (!self->registered_) return;
+    auto payload = encode_payload(Reset{code, reason});
+    self->conn_->queue_control(FrameType::reset, self->id_, payload);
+    self->fail_pending(asio::error::operation_aborted);
+    self->conn_->unregister(*self);
+  });
+}
+
+void StreamState::close() {
+  asio::dispatch(conn_->ex_, [self = shared_from_this()] {
+    if (self->closing_) return;
+    self->closing_ = true;
+    // The user is gone: nobody may wait on this stream any more.
+    if (self->read_handler_)
+      self->complete(self->read_handler_, self->read_ex_, asio::error::operation_aborted, 0);
+    if (self->write_handler_)
+      self->complete(self->write_handler_, self->write_ex_, asio::error::operation_aborted, 0);
+    if (!self->registered_) return;
+    if (self->fin_requested_ && !self->send_error_) {
+      // Graceful: the bytes already written still go out, then FIN.
+      if (self->fin_sent_) {
+        self->finish_close();
+      } else {
+        self->conn_->mark_ready(*self);
+      }
+      return;
+    }
+    auto payload = encode_payload(Reset{ResetCode::cancel, {}});
+    self->conn_->queue_control(FrameType::reset, self->id_, payload);
+    self->conn_->unregister(*self);
+  });
+}
+
+void StreamState::finish_close() {
+  if (!registered_) return;
+  if (!recv_fin_ && !recv_error_) {
+    // We sent everything but the peer is still sending: tell it to stop.
+    auto payload = encode_payload(Reset{ResetCode::cancel, {}});
+    conn_->queue_control(FrameType::reset, id_, payload);
+  }
+  conn_->unregister(*this);
+}
+
+// ----------------------------------------------------------------- Connection
+
+Connection::Connection(asio::io_context::executor_type ex, TlsStream tls,
+                       beast::flat_buffer leftover, ConnectionOptions options)
+    : ex_(ex),
+      tls_(std::move(tls)),
+      in_(std::move(leftover)),
+      options_(std::move(options)),
+      wake_(ex_),
+      ka_timer_(ex_),
+      last_rx_(std::chrono::steady_clock::now()) {}
+
+Connection::~Connection() = default;
+
+void Connection::start(OpenHandler on_open, CloseHandler on_close) {
+  on_open_ = std::move(on_open);
+  on_close_ = std::move(on_close);
+  beast::get_lowest_layer(tls_).expires_never();
+  asio::co_spawn(ex_, reader(), log_spawn_error);
+  asio::co_spawn(ex_, writer(), log_spawn_error);
+  asio::co_spawn(ex_, keepalive(), log_spawn_error);
+}
+
+std::optional<TunnelStream> Connection::open_stream(Open meta, asio::any_io_executor user_ex) {
+  if (!usable_.load(std::memory_order_relaxed) || !options_.opener) return std::nullopt;
+  std::uint32_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
+  if (id == 0 || id > 0x7fffffffu) {
+    go_away("stream ids exhausted");
+    return std::nullopt;
+  }
+  auto s = std::make_shared<StreamState>(shared_from_this(), id);
+  active_.fetch_add(1, std::memory_order_relaxed);
+  if (ex_.running_in_this_thread()) {
+    register_stream(s, meta);
+  } else {
+    // Operations the user starts next are posted from the same thread, so
+    // they run after this registration.
+    asio::post(ex_, [self = shared_from_this(), s, meta = std::move(meta)] {
+      self->register_stream(s, meta);
+    });
+  }
+  return TunnelStream(std::move(s), std::move(user_ex));
+}
+
+void Connection::register_stream(const std::shared_ptr<StreamState>& s, const Open& meta) {
+  if (closed_) {
+    active_.fetch_sub(1, std::memory_order_relaxed);
+    s->fail_pending(Errc::connection_lost);
+    return;
+  }
+  s->registered_ = true;
+  streams_.emplace(s->id_, s);
+  auto payload = encode_payload(meta);
+  queue_control(FrameType::open, s->id_, payload);
+}
+
+void Connection::unregister(StreamState& s) {
+  if (!s.registered_) return;
+  s.registered_ = false;
+  streams_.erase(s.id_);
+  active_.fetch_sub(1, std::memory_order_relaxed);
+  check_idle();
+}
+
+void Connection::check_idle() {
+  if (on_idle_ && streams_.empty()) {
+    auto fn = std::move(on_idle_);
+    on_idle_ = nullptr;
+    fn();
+  }
+}
+
+void Connection::when_idle(std::function<void()> fn) {
+  asio::dispatch(ex_, [self = shared_from_this(), fn = std::move(fn)]() mutable {
+    self->on_idle_ = std::move(fn);
+    self->check_idle();
+  });
+}
+
+void Connection::mark_ready(StreamState& s) {
+  if (s.in_ready_ || !s.registered_ || !s.wants_writer()) return;
+  s.in_ready_ = true;
+  ready_.push_back(s.shared_from_this());
+  wake_writer();
+}
+
+void Connection::queue_control(FrameType type, std::uint32_t stream_id,
+                               std::span<const std::uint8_t> payload) {
+  if (closed_) return;
+  append_frame(control_, type, stream_id, payload);
+  wake_writer();
+}
+
+void Connection::queue_window(std::uint32_t stream_id, std::uint32_t increment) {
+  if (closed_) return;
+  append_window(control_, stream_id, increment);
+  wake_writer();
+}
+
+void Connection::wake_writer() {
+  if (writer_waiting_) wake_.cancel();
+}
+
+void Connection::go_away(std::string reason) {
+  asio::dispatch(ex_, [self = shared_from_this(), reason = std::move(reason)] {
+    self->usable_.store(false);
+    if (self->goaway_sent_ || self->closed_) return;
+    self->goaway_sent_ = true;
+    GoAway g{self->next_id_.load() - 1, reason};
+    auto payload = encode_payload(g);
+    self->queue_control(FrameType::goaway, 0, payload);
+    log::info("tunnel.goaway_sent", {{"conn", self->options_.log_id}, {"reason", reason}});
+  });
+}
+
+void Connection::close(std::string reason) {
+  asio::dispatch(ex_, [self = shared_from_this(), reason = std::move(reason)]() mutable {
+    self->do_close(std::move(reason));
+  });
+}
+
+void Connection::do_close(std::string reason) {
+  if (closed_) return;
+  closed_ = true;
+  usable_.store(false);
+  close_reason_ = reason;
+  error_code ignored;
+  // No TLS close_notify: the peer learns from the TCP close, and a bounded
+  // goodbye (GOAWAY, then drain) happens before this where it matters.
+  beast::get_lowest_layer(tls_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  beast::get_lowest_layer(tls_).close();
+  wake_.cancel();
+  ka_timer_.cancel();
+  auto streams = std::move(streams_);
+  streams_.clear();
+  ready_.clear();
+  for (auto& [id, s] : streams) {
+    s->registered_ = false;
+    s->fail_pending(Errc::connection_lost);
+  }
+  active_.store(0);
+  on_open_ = nullptr;
+  if (auto cb = std::move(on_close_)) {
+    on_close_ = nullptr;
+    cb(reason);
+  }
+  if (auto fn = std::move(on_idle_)) {
+    on_idle_ = nullptr;
+    fn();
+  }
+}
+
+asio::awaitable<void> Connection::reader() {
+  auto self = shared_from_this();
+  for (;;) {
+    for (;;) {
+      auto avail = in_.data();
+      auto span = bytes_of(avail);
+      HeaderDecode hd = decode_header(span);
+      if (hd.status == DecodeStatus::need_more) break;
+      if (hd.status == DecodeStatus::error) {
+        log::warn("tunnel.protocol_error", {{"conn", options_.log_id}, {"error", hd.error}});
+        do_close(std::string("protocol error: ") + std::string(hd.error));
+        co_return;
+      }
+      std::size_t total = kFrameHeaderSize + hd.header.length;
+      if (span.size() < total) break;
+      if (!handle_frame(hd.header, span.subspan(kFrameHeaderSize, hd.header.length))) co_return;
+      in_.consume(total);
+    }
+    if (closed_) co_return;
+    auto [ec, n] = co_await tls_.async_read_some(in_.prepare(kReadChunk), tuple_awaitable);
+    if (ec) {
+      // stream_truncated: the peer closed TCP without close_notify. For us
+      // that is an ordinary disconnect (all framing is ours), not an attack.
+      std::string why = (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
+                            ? "peer closed the connection"
+                            : "read failed: " + ec.message();
+      do_close(closed_ ? close_reason_ : why);
+      co_return;
+    }
+    in_.commit(n);
+    bytes_in_.fetch_add(n, std::memory_order_relaxed);
+    last_rx_ = std::chrono::steady_clock::now();
+  }
+}
+
+bool Connection::handle_frame(const FrameHeader& h, std::span<const std::uint8_t> payload) {
+  auto protocol_error = [&](std::string_view what) {
+    log::warn("tunnel.protocol_error", {{"conn", options_.log_id},
+                                        {"frame", to_string(h.type)},
+                                        {"stream", h.stream_id},
+                                        {"error", what}});
+    do_close("protocol error: " + std::string(what));
+    return false;
+  };
+  auto find = [&]() -> StreamState* {
+    auto it = streams_.find(h.stream_id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  };
+
+  switch (h.type) {
+    case FrameType::data: {
+      StreamState* s = find();
+      if (!s) return true;  // a stream we already reset: its late bytes are dropped
+      if (s->recv_fin_) return protocol_error("DATA after FIN");
+      if (h.length > s->recv_window_) return protocol_error("flow-control window exceeded");
+      s->recv_window_ -= h.length;
+      if (s->closing_) {
+        // Nobody reads any more; the stream is flushing FIN and will reset.
+        return true;
+      }
+      auto dst = s->recv_.prepare(payload.size());
+      std::memcpy(dst.data(), payload.data(), payload.size());
+      s->recv_.commit(payload.size());
+      s->do_read();
+      return true;
+    }
+    case FrameType::fin: {
+      StreamState* s = find();
+      if (!s) return true;
+      if (s->recv_fin_) return protocol_error("second FIN");
+      s->recv_fin_ = true;
+      s->do_read();
+      if (s->closing_ && s->fin_sent_) unregister(*s);
+      return true;
+    }
+    case FrameType::reset: {
+      auto r = decode_reset(payload);
+      if (!r) return protocol_error("malformed RESET");
+      StreamState* s = find();
+      if (!s) return true;
+      s->fail_pending(error_for(r->code));
+      unregister(*s);
+      return true;
+    }
+    case FrameType::window: {
+      auto inc = decode_window(payload);
+      if (!inc) return protocol_error("malformed WINDOW");
+      StreamState* s = find();
+      if (!s) return true;
+      if (std::uint64_t{s->send_window_} + *inc > (1u << 31)) {
+        return protocol_error("window overflow");
+      }
+      s->send_window_ += *inc;
+      mark_ready(*s);
+      return true;
+    }
+    case FrameType::open: {
+      if (options_.opener) return protocol_error("OPEN from the accepting side");
+      if (h.stream_id <= last_peer_id_) return protocol_error("stream id not increasing");
+      last_peer_id_ = h.stream_id;
+      auto meta = decode_open(payload);
+      if (!meta) return protocol_error("malformed OPEN");
+      if (goaway_sent_ || !on_open_ || streams_.size() >= options_.max_streams) {
+        auto p = encode_payload(Reset{goaway_sent_ ? ResetCode::draining : ResetCode::internal,
+                                      goaway_sent_ ? "draining" : "too many streams"});
+        queue_control(FrameType::reset, h.stream_id, p);
+        return true;
+      }
+      auto s = std::make_shared<StreamState>(shared_from_this(), h.stream_id);
+      s->registered_ = true;
+      streams_.emplace(h.stream_id, s);
+      active_.fetch_add(1, std::memory_order_relaxed);
+      on_open_(TunnelStream(std::move(s), ex_), std::move(*meta));
+      return true;
+    }
+    case FrameType::ping: {
+      if (control_.size() > kMaxControlQueue) return protocol_error("control frames flood");
+      std::array<std::uint8_t, 8> opaque{};
+      std::memcpy(opaque.data(), payload.data(), 8);
+      append_ping(control_, FrameType::pong, opaque);
+      wake_writer();
+      return true;
+    }
+    case FrameType::pong: {
+      std::int64_t sent = 0;
+      for (int i = 0; i < 8; ++i) sent = (sent << 8) | payload[static_cast<std::size_t>(i)];
+      std::int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch())
+                             .count();
+      if (sent > 0 && now >= sent) rtt_us_.store(now - sent);
+      return true;
+    }
+    case FrameType::goaway: {
+      auto g = decode_goaway(payload);
+      if (!g) return protocol_error("malformed GOAWAY");
+      peer_goaway_.store(true);
+      usable_.store(false);
+      log::info("tunnel.goaway_received", {{"conn", options_.log_id}, {"reason", g->reason}});
+      return true;
+    }
+    case FrameType::hello:
+    case FrameType::welcome:
+    case FrameType::reject:
+      return protocol_error("handshake frame after handshake");
+  }
+  return protocol_error("unexpected frame");
+}
+
+asio::awaitable<void> Connection::writer() {
+  auto self = shared_from_this();
+  for (;;) {
+    if (closed_) co_return;
+    if (control_.empty() && ready_.empty()) {
+      writer_waiting_ = true;
+      wake_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await wake_.async_wait(tuple_awaitable);
+      writer_waiting_ = false;
+      continue;
+    }
+    batch_.clear();
+    std::swap(batch_, control_);  // control frames first
+    // Round robin: one DATA frame per stream per turn.
+    while (!ready_.empty() && batch_.size() < kBatch) {
+      auto s = std::move(ready_.front());
+      ready_.pop_front();
+      s->in_ready_ = false;
+      if (!s->registered_) continue;
+      std::size_t chunk = std::min<std::size_t>(
+          {s->send_.size(), std::size_t{s->send_window_}, std::size_t{kMaxDataPayload}});
+      if (chunk > 0) {
+        auto data = bytes_of(s->send_.data()).first(chunk);
+        append_frame(batch_, FrameType::data, s->id_, data);
+        s->send_.consume(chunk);
+        s->send_window_ -= static_cast<std::uint32_t>(chunk);
+        if (s->send_.size() == 0 && s->send_.capacity() > kShrinkAbove) s->send_.shrink_to_fit();
+        s->do_write();  // a parked write may fit now
+      }
+      if (s->send_.size() == 0 && s->fin_requested_ && !s->fin_sent_) {
+        append_frame(batch_, FrameType::fin, s->id_, {});
+        s->fin_sent_ = true;
+        if (s->closing_) s->finish_close();
+      }
+      mark_ready(*s);
+    }
+    if (batch_.empty()) continue;
+    auto [ec, n] = co_await asio::async_write(tls_, asio::buffer(batch_), tuple_awaitable);
+    if (ec) {
+      do_close(closed_ ? close_reason_ : "write failed: " + ec.message());
+      co_return;
+    }
+    bytes_out_.fetch_add(n, std::memory_order_relaxed);
+    if (batch_.capacity() > 4 * kBatch) {
+      batch_.clear();
+      batch_.shrink_to_fit();
+    }
+  }
+}
+
+asio::awaitable<void> Connection::keepalive() {
+  auto self = shared_from_this();
+  while (!closed_) {
+    ka_timer_.expires_after(options_.keepalive_interval);
+    co_await ka_timer_.async_wait(tuple_awaitable);
+    if (closed_) co_return;
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_rx_ > options_.keepalive_timeout) {
+      log::warn("tunnel.keepalive_timeout",
+                {{"conn", options_.log_id},
+                 {"silent_ms",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(now - last_rx_).count()}});
+      do_close("keepalive timeout");
+      co_return;
+    }
+    std::int64_t us =
+        std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
+    std::array<std::uint8_t, 8> opaque{};
+    for (int i = 7; i >= 0; --i) {
+      opaque[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(us & 0xff);
+      us >>= 8;
+    }
+    append_ping(control_, FrameType::ping, opaque);
+    wake_writer();
+  }
+}
+
+}  // namespace hearth::tunnel
