@@ -47,12 +47,14 @@ void StreamState::start_read(std::array<asio::mutable_buffer, kMaxIoBuffers> buf
                               ex = std::move(user_ex)]() mutable {
     if (self->read_handler_) {
       // Two reads at once is a caller bug; fail the second rather than lose it.
-      self->complete(h, ex, asio::error::in_progress, 0);
+      std::optional<IoHandler> second;
+      second.emplace(std::move(h));
+      self->complete(second, ex, asio::error::in_progress, 0);
       return;
     }
     self->read_bufs_ = bufs;
     self->read_count_ = count;
-    self->read_handler_ = std::move(h);
+    self->read_handler_.emplace(std::move(h));
     self->read_ex_ = std::move(ex);
     self->do_read();
   });
@@ -63,21 +65,26 @@ void StreamState::start_write(std::array<asio::const_buffer, kMaxIoBuffers> bufs
   asio::dispatch(conn_->ex_, [self = shared_from_this(), bufs, count, h = std::move(handler),
                               ex = std::move(user_ex)]() mutable {
     if (self->write_handler_) {
-      self->complete(h, ex, asio::error::in_progress, 0);
+      std::optional<IoHandler> second;
+      second.emplace(std::move(h));
+      self->complete(second, ex, asio::error::in_progress, 0);
       return;
     }
     self->write_bufs_ = bufs;
     self->write_count_ = count;
-    self->write_handler_ = std::move(h);
+    self->write_handler_.emplace(std::move(h));
     self->write_ex_ = std::move(ex);
     self->do_write();
   });
 }
 
-void StreamState::complete(IoHandler& h, asio::any_io_executor& ex, error_code ec, std::size_t n) {
+void StreamState::complete(std::optional<IoHandler>& h, asio::any_io_executor& ex, error_code ec,
+                           std::size_t n) {
   // Always post: a completion never runs inside the initiating call, and it
   // runs on the user's executor (which may be another worker thread).
-  asio::post(ex, [h = std::move(h), ec, n]() mutable { std::move(h)(ec, n); });
+  IoHandler handler(std::move(*h));
+  h.reset();
+  asio::post(ex, [handler = std::move(handler), ec, n]() mutable { std::move(handler)(ec, n); });
   ex = asio::any_io_executor();
 }
 

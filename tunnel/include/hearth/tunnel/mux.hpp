@@ -83,7 +83,8 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   void fail_pending(error_code ec);
   void on_consumed(std::size_t n);
   void finish_close();
-  void complete(IoHandler& h, asio::any_io_executor& ex, error_code ec, std::size_t n);
+  void complete(std::optional<IoHandler>& h, asio::any_io_executor& ex, error_code ec,
+                std::size_t n);
   bool wants_writer() const;
 
   std::shared_ptr<Connection> conn_;
@@ -109,12 +110,14 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
 
   std::array<asio::mutable_buffer, kMaxIoBuffers> read_bufs_{};
   std::size_t read_count_ = 0;
-  IoHandler read_handler_;
+  // optional + emplace: Boost 1.81's any_completion_handler move-assignment
+  // recurses forever (it wraps `other` as an lvalue), so never assign one.
+  std::optional<IoHandler> read_handler_;
   asio::any_io_executor read_ex_;
 
   std::array<asio::const_buffer, kMaxIoBuffers> write_bufs_{};
   std::size_t write_count_ = 0;
-  IoHandler write_handler_;
+  std::optional<IoHandler> write_handler_;
   asio::any_io_executor write_ex_;
 };
 

@@ -1,0 +1,82 @@
+// hearth-origin: command line only; the work is in hearth_origin.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "hearth/common/crypto.hpp"
+#include "hearth/common/log.hpp"
+#include "hearth/common/version.hpp"
+#include "hearth/config/pairing.hpp"
+#include "hearth/config/parse.hpp"
+#include "hearth/origin/origin.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"hearth-origin: publishes home services through an outbound tunnel to hearth-edge"};
+  app.set_version_flag("--version", std::string("hearth-origin ") + hearth::kVersion);
+  app.require_subcommand(0, 1);
+  std::string config_path, log_format = "text", log_level = "info";
+  app.add_option("--config,-c", config_path, "origin.toml");
+  app.add_option("--log-format", log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-level", log_level, "debug, info, warn, error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+
+  auto* run_cmd = app.add_subcommand("run", "run the origin (default)");
+  run_cmd->add_option("--config,-c", config_path, "origin.toml");
+  auto* check_cmd = app.add_subcommand("check", "validate the configuration and exit");
+  check_cmd->add_option("--config,-c", config_path, "origin.toml")->required();
+  auto* join_cmd = app.add_subcommand("join", "write a ready origin.toml from a join token");
+  std::string token, out;
+  bool force = false;
+  join_cmd->add_option("token", token, "the line `hearth-edge invite` printed")->required();
+  join_cmd->add_option("--out,-o", out, "where to write origin.toml (the key goes beside it)")
+      ->required();
+  join_cmd->add_flag("--force", force, "overwrite existing files");
+  for (auto* sub : {run_cmd, check_cmd, join_cmd}) {
+    sub->add_option("--log-format", log_format)->check(CLI::IsMember({"text", "json"}));
+    sub->add_option("--log-level", log_level)
+        ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 1;
+  }
+  hearth::log::Format fmt{};
+  hearth::log::Level lvl{};
+  hearth::log::parse_format(log_format, fmt);
+  hearth::log::parse_level(log_level, lvl);
+  hearth::log::configure(fmt, lvl);
+
+  if (*join_cmd) {
+    auto decoded = hearth::crypto::decode_join_token(token);
+    if (!decoded) {
+      std::cerr << "join: not a valid join token (copy the whole line hearth-edge invite "
+                   "printed)\n";
+      return 1;
+    }
+    try {
+      hearth::config::write_origin_config(*decoded, out, force);
+    } catch (const std::exception& e) {
+      std::cerr << "join: " << e.what() << "\n";
+      return 2;
+    }
+    std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out)
+              << "\nedit its [[routes]], then: hearth-origin check --config " << out
+              << " && hearth-origin run --config " << out << "\n";
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::cerr << "--config FILE is required\n";
+    return 1;
+  }
+  auto result = hearth::config::load_origin_config(config_path);
+  for (const auto& p : result.problems) std::cerr << p.to_string() << "\n";
+  if (!result.config) return 1;
+  if (*check_cmd) {
+    std::cout << config_path << ": ok\n";
+    return 0;
+  }
+  return hearth::origin::run(
+      std::make_shared<const hearth::config::OriginConfig>(std::move(*result.config)));
+}
