@@ -243,12 +243,11 @@ void Connection::start(OpenHandler on_open, CloseHandler on_close) {
 
 std::optional<TunnelStream> Connection::open_stream(Open meta, asio::any_io_executor user_ex) {
   if (!usable_.load(std::memory_order_relaxed) || !options_.opener) return std::nullopt;
-  std::uint32_t id = next_id_.fetch_add(1, std::memory_order_relaxed);
-  if (id == 0 || id > 0x7fffffffu) {
-    go_away("stream ids exhausted");
-    return std::nullopt;
-  }
-  auto s = std::make_shared<StreamState>(shared_from_this(), id);
+  // The id is assigned on the connection's thread, at registration: OPEN
+  // frames must go out in increasing id order, and streams opened from
+  // several worker threads reach this connection in post order, not in the
+  // order an atomic counter would have numbered them.
+  auto s = std::make_shared<StreamState>(shared_from_this(), 0);
   active_.fetch_add(1, std::memory_order_relaxed);
   if (ex_.running_in_this_thread()) {
     register_stream(s, meta);
@@ -263,15 +262,17 @@ std::optional<TunnelStream> Connection::open_stream(Open meta, asio::any_io_exec
 }
 
 void Connection::register_stream(const std::shared_ptr<StreamState>& s, const Open& meta) {
-  if (closed_) {
+  if (closed_ || next_id_ > kMaxStreamId) {
     active_.fetch_sub(1, std::memory_order_relaxed);
-    s->fail_pending(Errc::connection_lost);
+    s->fail_pending(closed_ ? Errc::connection_lost : Errc::draining);
+    if (!closed_) go_away("stream ids exhausted");
     return;
   }
+  s->id_.store(next_id_++, std::memory_order_relaxed);
   s->registered_ = true;
-  streams_.emplace(s->id_, s);
+  streams_.emplace(s->id(), s);
   auto payload = encode_payload(meta);
-  queue_control(FrameType::open, s->id_, payload);
+  queue_control(FrameType::open, s->id(), payload);
 }
 
 void Connection::unregister(StreamState& s) {
@@ -326,7 +327,7 @@ void Connection::go_away(std::string reason) {
     self->usable_.store(false);
     if (self->goaway_sent_ || self->closed_) return;
     self->goaway_sent_ = true;
-    GoAway g{self->next_id_.load() - 1, reason};
+    GoAway g{self->next_id_ - 1, reason};
     auto payload = encode_payload(g);
     self->queue_control(FrameType::goaway, 0, payload);
     log::info("tunnel.goaway_sent", {{"conn", self->options_.log_id}, {"reason", reason}});
@@ -541,14 +542,14 @@ asio::awaitable<void> Connection::writer() {
           {s->send_.size(), std::size_t{s->send_window_}, std::size_t{kMaxDataPayload}});
       if (chunk > 0) {
         auto data = bytes_of(s->send_.data()).first(chunk);
-        append_frame(batch_, FrameType::data, s->id_, data);
+        append_frame(batch_, FrameType::data, s->id(), data);
         s->send_.consume(chunk);
         s->send_window_ -= static_cast<std::uint32_t>(chunk);
         if (s->send_.size() == 0 && s->send_.capacity() > kShrinkAbove) s->send_.shrink_to_fit();
         s->do_write();  // a parked write may fit now
       }
       if (s->send_.size() == 0 && s->fin_requested_ && !s->fin_sent_) {
-        append_frame(batch_, FrameType::fin, s->id_, {});
+        append_frame(batch_, FrameType::fin, s->id(), {});
         s->fin_sent_ = true;
         if (s->closing_) s->finish_close();
       }

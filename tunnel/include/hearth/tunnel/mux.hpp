@@ -57,13 +57,15 @@ class Connection;
 // Up to this many buffers of a buffer sequence are used per operation (a
 // *_some operation may transfer less than offered).
 inline constexpr std::size_t kMaxIoBuffers = 8;
+inline constexpr std::uint32_t kMaxStreamId = 0x7fffffff;
 
 // Per-stream state. Owned by the connection's stream map and by the user's
 // TunnelStream; touched only on the connection's executor.
 class StreamState : public std::enable_shared_from_this<StreamState> {
  public:
   StreamState(std::shared_ptr<Connection> conn, std::uint32_t id);
-  std::uint32_t id() const { return id_; }
+  // 0 until the connection registers the stream (ids are assigned there).
+  std::uint32_t id() const { return id_.load(std::memory_order_relaxed); }
   const std::shared_ptr<Connection>& connection() const { return conn_; }
 
   // Entry points, callable from any thread.
@@ -88,7 +90,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   bool wants_writer() const;
 
   std::shared_ptr<Connection> conn_;
-  std::uint32_t id_;
+  std::atomic<std::uint32_t> id_;
 
   // Receive side.
   beast::flat_buffer recv_;
@@ -299,13 +301,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool closed_ = false;
   bool writer_waiting_ = false;
   std::uint32_t last_peer_id_ = 0;
+  std::uint32_t next_id_ = 1;  // opener side; touched only on ex_
   bool goaway_sent_ = false;
   std::string close_reason_;
   std::chrono::steady_clock::time_point last_rx_;
 
   std::atomic<bool> usable_{true};
   std::atomic<bool> peer_goaway_{false};
-  std::atomic<std::uint32_t> next_id_{1};
   std::atomic<std::size_t> active_{0};
   std::atomic<std::int64_t> rtt_us_{-1};
   std::atomic<std::uint64_t> bytes_in_{0};
