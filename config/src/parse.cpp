@@ -1,0 +1,816 @@
+// edge.toml / origin.toml -> validated EdgeConfig / OriginConfig.
+//
+// Every table is read through a TableReader, which remembers the keys it was
+// asked for; whatever is left afterwards is an unknown key. Each check adds a
+// Problem and carries on, so one run reports everything that is wrong.
+
+#include "hearth/config/parse.hpp"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <set>
+#include <utility>
+
+#include "detail.hpp"
+#include "hearth/common/crypto.hpp"
+
+namespace hearth::config {
+namespace {
+
+constexpr std::int64_t max_workers = 1024;
+constexpr std::int64_t max_tunnel_connections = 64;
+constexpr std::size_t max_key_file_size = 1 << 20;
+
+int to_int(toml::source_index index) {
+  return index > static_cast<toml::source_index>(std::numeric_limits<int>::max())
+             ? 0
+             : static_cast<int>(index);
+}
+
+std::string_view type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// A value echoed in a message, quoted, on one line: control characters escaped.
+std::string in_quotes(std::string_view text) {
+  constexpr std::size_t max_shown = 200;
+  std::string out = "\"";
+  for (const char c : text.substr(0, max_shown)) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      constexpr std::string_view hex = "0123456789abcdef";
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  out += text.size() > max_shown ? "\"..." : "\"";
+  return out;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string join_key(std::string_view prefix, std::string_view key) {
+  return prefix.empty() ? std::string(key) : std::string(prefix) + "." + std::string(key);
+}
+
+std::string index_key(std::string_view prefix, std::size_t index) {
+  return std::string(prefix) + "[" + std::to_string(index) + "]";
+}
+
+class Context {
+ public:
+  explicit Context(std::filesystem::path file)
+      : file_(std::move(file)), base_dir_(detail::base_dir_of(file_)) {}
+
+  void add(int line, int column, std::string key, std::string message) {
+    problems_.push_back(Problem{file_, line, column, std::move(key), std::move(message)});
+  }
+  void add(const toml::source_region& where, std::string key, std::string message) {
+    add(to_int(where.begin.line), to_int(where.begin.column), std::move(key), std::move(message));
+  }
+  // A problem with a whole table (e.g. one of its keys is missing): its line, no column.
+  void add_for_table(const toml::node& table, std::string key, std::string message) {
+    add(to_int(table.source().begin.line), 0, std::move(key), std::move(message));
+  }
+
+  const std::filesystem::path& base_dir() const { return base_dir_; }
+  bool ok() const { return problems_.empty(); }
+
+  std::vector<Problem> take_problems() {
+    // File order; problems without a line (whole-file ones) first.
+    std::stable_sort(problems_.begin(), problems_.end(), [](const Problem& a, const Problem& b) {
+      return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+    });
+    return std::move(problems_);
+  }
+
+ private:
+  std::filesystem::path file_;
+  std::filesystem::path base_dir_;
+  std::vector<Problem> problems_;
+};
+
+class TableReader {
+ public:
+  // `table` is null when the table itself is absent; reads then see no keys.
+  TableReader(Context& ctx, const toml::table* table, std::string path)
+      : ctx_(ctx), table_(table), path_(std::move(path)) {}
+
+  const std::string& path() const { return path_; }
+  std::string key_path(std::string_view key) const { return join_key(path_, key); }
+
+  // The node for `key` (marking the key as known); reports a missing required key.
+  const toml::node* find(std::string_view key, bool required = false) {
+    known_.emplace(key);
+    const toml::node* node = table_ != nullptr ? table_->get(key) : nullptr;
+    if (node == nullptr && required && table_ != nullptr) {
+      missing(key);
+    }
+    return node;
+  }
+
+  void missing(std::string_view key, std::string_view message = "missing required key") {
+    if (table_ == nullptr) {
+      return;
+    }
+    if (path_.empty()) {  // the root table: no line to point at
+      ctx_.add(0, 0, key_path(key), std::string(message));
+    } else {
+      ctx_.add_for_table(*table_, key_path(key), std::string(message));
+    }
+  }
+
+  void wrong_type(std::string_view key, const toml::node& node, std::string_view expected) {
+    ctx_.add(node.source(), key_path(key),
+             "expected " + std::string(expected) + ", got " + std::string(type_name(node.type())));
+  }
+
+  void bad_value(std::string_view key, const toml::node& node, std::string message) {
+    ctx_.add(node.source(), key_path(key), std::move(message));
+  }
+
+  const toml::table* table(std::string_view key, bool required = false) {
+    const toml::node* node = find(key, false);
+    if (node == nullptr) {
+      if (required) {
+        missing(key, "missing required table [" + key_path(key) + "]");
+      }
+      return nullptr;
+    }
+    if (!node->is_table()) {
+      wrong_type(key, *node, "a table");
+      return nullptr;
+    }
+    return node->as_table();
+  }
+
+  const toml::array* array(std::string_view key, bool required = false) {
+    const toml::node* node = find(key, required);
+    if (node == nullptr) {
+      return nullptr;
+    }
+    if (!node->is_array()) {
+      wrong_type(key, *node, "an array");
+      return nullptr;
+    }
+    return node->as_array();
+  }
+
+  std::optional<std::string> string(std::string_view key, bool required = false) {
+    const toml::node* node = find(key, required);
+    if (node == nullptr) {
+      return std::nullopt;
+    }
+    if (!node->is_string()) {
+      wrong_type(key, *node, "a string");
+      return std::nullopt;
+    }
+    return node->as_string()->get();
+  }
+
+  std::optional<bool> boolean(std::string_view key) {
+    const toml::node* node = find(key);
+    if (node == nullptr) {
+      return std::nullopt;
+    }
+    if (!node->is_boolean()) {
+      wrong_type(key, *node, "true or false");
+      return std::nullopt;
+    }
+    return node->as_boolean()->get();
+  }
+
+  template <class T>
+  void integer(std::string_view key, T& out, std::int64_t min, std::int64_t max) {
+    const toml::node* node = find(key);
+    if (node == nullptr) {
+      return;
+    }
+    if (!node->is_integer()) {
+      wrong_type(key, *node, "an integer");
+      return;
+    }
+    const std::int64_t value = node->as_integer()->get();
+    if (value < min || value > max) {
+      bad_value(key, *node,
+                "must be between " + std::to_string(min) + " and " + std::to_string(max));
+      return;
+    }
+    out = static_cast<T>(value);
+  }
+
+  // Optional duration string; must be greater than zero. Keeps `out` when absent or bad.
+  void duration(std::string_view key, Duration& out) {
+    const toml::node* node = find(key);
+    if (node == nullptr) {
+      return;
+    }
+    if (!node->is_string()) {
+      wrong_type(key, *node, "a duration string such as \"30s\"");
+      return;
+    }
+    const std::string& text = node->as_string()->get();
+    const auto value = parse_duration(text);
+    if (!value) {
+      bad_value(key, *node,
+                "not a duration: " + in_quotes(text) +
+                    " (a whole number and a unit: ms, s, m, h, d; e.g. \"30s\")");
+      return;
+    }
+    if (value->count() == 0) {
+      bad_value(key, *node, "must be greater than 0");
+      return;
+    }
+    out = *value;
+  }
+
+  // Optional size: an integer (bytes) or a string such as "100MB" / "64KiB".
+  template <class T>
+  void size(std::string_view key, T& out, std::uint64_t min) {
+    const toml::node* node = find(key);
+    if (node == nullptr) {
+      return;
+    }
+    std::optional<std::uint64_t> value;
+    if (node->is_integer()) {
+      const std::int64_t n = node->as_integer()->get();
+      if (n < 0) {
+        bad_value(key, *node, "must not be negative");
+        return;
+      }
+      value = static_cast<std::uint64_t>(n);
+    } else if (node->is_string()) {
+      const std::string& text = node->as_string()->get();
+      value = parse_size(text);
+      if (!value) {
+        bad_value(key, *node,
+                  "not a size: " + in_quotes(text) +
+                      " (bytes, or a number with KB, MB, GB, KiB, MiB or GiB; e.g. \"100MB\")");
+        return;
+      }
+    } else {
+      wrong_type(key, *node, "a size (integer bytes or a string such as \"100MB\")");
+      return;
+    }
+    constexpr std::uint64_t max = std::numeric_limits<T>::max();
+    if (*value < min || *value > max) {
+      bad_value(
+          key, *node,
+          "must be between " + std::to_string(min) + " and " + std::to_string(max) + " bytes");
+      return;
+    }
+    out = static_cast<T>(*value);
+  }
+
+  std::optional<Endpoint> endpoint(std::string_view key, bool required, bool allow_port_zero) {
+    const toml::node* node = find(key, required);
+    if (node == nullptr) {
+      return std::nullopt;
+    }
+    if (!node->is_string()) {
+      wrong_type(key, *node, "an address string such as \"0.0.0.0:443\"");
+      return std::nullopt;
+    }
+    const std::string& text = node->as_string()->get();
+    auto value = parse_endpoint(text);
+    if (!value) {
+      bad_value(key, *node,
+                "not a valid address: " + in_quotes(text) +
+                    " (host:port, with an IPv6 host in brackets, e.g. \"[::1]:443\")");
+      return std::nullopt;
+    }
+    if (value->port == 0 && !allow_port_zero) {
+      bad_value(key, *node, "port 0 is not allowed here: " + in_quotes(text));
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  // A non-empty path string, resolved against the config file's directory.
+  std::optional<std::filesystem::path> path_value(std::string_view key, bool required) {
+    auto text = string(key, required);
+    if (!text) {
+      return std::nullopt;
+    }
+    if (text->empty()) {
+      bad_value(key, *find(key), "must not be empty");
+      return std::nullopt;
+    }
+    return detail::resolve(ctx_.base_dir(), *text);
+  }
+
+  // A path that must name a readable file.
+  std::optional<std::filesystem::path> readable_file(std::string_view key, bool required) {
+    auto file = path_value(key, required);
+    if (!file) {
+      return std::nullopt;
+    }
+    if (auto why = detail::unreadable_reason(*file)) {
+      bad_value(key, *find(key), std::move(*why));
+      return std::nullopt;
+    }
+    return file;
+  }
+
+  // Reports every key in the table that no read asked for.
+  void reject_unknown_keys() {
+    if (table_ == nullptr) {
+      return;
+    }
+    for (auto&& [key, node] : *table_) {
+      const std::string_view name = key.str();
+      if (known_.count(name) != 0) {
+        continue;
+      }
+      std::string message = "unknown key";
+      std::string_view best;
+      std::size_t best_distance = 3;
+      for (const std::string& candidate : known_) {
+        const std::size_t d = edit_distance(name, candidate);
+        if (d < best_distance && d * 2 <= candidate.size()) {
+          best = candidate;
+          best_distance = d;
+        }
+      }
+      if (!best.empty()) {
+        message += " (did you mean " + in_quotes(best) + "?)";
+      }
+      // Point at the key itself; a table header's key region may be empty, then use the node.
+      const toml::source_region& where =
+          key.source().begin.line != 0 ? key.source() : node.source();
+      ctx_.add(where, key_path(name), std::move(message));
+    }
+  }
+
+ private:
+  Context& ctx_;
+  const toml::table* table_;
+  std::string path_;
+  std::set<std::string, std::less<>> known_;
+};
+
+// Array elements that must be tables: calls fn(reader, index) for each, reports the others.
+template <class Fn>
+void for_each_table(TableReader& parent, std::string_view key, const toml::array& array,
+                    Context& ctx, Fn&& fn) {
+  for (std::size_t i = 0; i < array.size(); ++i) {
+    const toml::node& element = array[i];
+    const std::string path = index_key(parent.key_path(key), i);
+    if (!element.is_table()) {
+      ctx.add(element.source(), path,
+              "expected a table, got " + std::string(type_name(element.type())));
+      continue;
+    }
+    TableReader reader(ctx, element.as_table(), path);
+    fn(reader, i);
+    reader.reject_unknown_keys();
+  }
+}
+
+// hostnames / host: a valid exact or "*.suffix" pattern, returned in lower case.
+std::optional<std::string> hostname_pattern(const toml::node& node, Context& ctx,
+                                            const std::string& path) {
+  if (!node.is_string()) {
+    ctx.add(node.source(), path, "expected a string, got " + std::string(type_name(node.type())));
+    return std::nullopt;
+  }
+  const std::string& text = node.as_string()->get();
+  if (!valid_hostname_pattern(text)) {
+    ctx.add(node.source(), path,
+            "not a valid hostname pattern: " + in_quotes(text) +
+                " (a DNS name such as \"app.example.com\", or \"*.example.com\")");
+    return std::nullopt;
+  }
+  return detail::to_lower(text);
+}
+
+void check_order(TableReader& reader, std::string_view smaller_key, Duration smaller,
+                 std::string_view larger_key, Duration larger, bool strict, Context& ctx,
+                 const toml::table* table) {
+  const bool bad = strict ? !(smaller < larger) : !(smaller <= larger);
+  if (!bad) {
+    return;
+  }
+  const std::string message = "must be " + std::string(strict ? "less than" : "at most") + " " +
+                              reader.key_path(larger_key);
+  if (const toml::node* node = reader.find(smaller_key)) {
+    reader.bad_value(smaller_key, *node, message);
+  } else if (const toml::node* other = reader.find(larger_key)) {
+    reader.bad_value(smaller_key, *other, message);
+  } else if (table != nullptr) {
+    ctx.add_for_table(*table, reader.key_path(smaller_key), message);
+  }
+}
+
+template <class Config>
+LoadResult<Config> finish(Context& ctx, Config&& config) {
+  LoadResult<Config> result;
+  if (ctx.ok()) {
+    result.config = std::forward<Config>(config);
+  }
+  result.problems = ctx.take_problems();
+  return result;
+}
+
+// toml::parse, turning a syntax error into the only Problem.
+std::optional<toml::table> parse_toml(std::string_view text, const std::filesystem::path& source,
+                                      Context& ctx) {
+  try {
+    return toml::parse(text, std::string_view(source.native()));
+  } catch (const toml::parse_error& e) {
+    ctx.add(e.source(), "", std::string(e.description()));
+  }
+  return std::nullopt;
+}
+
+void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
+  TableReader top(ctx, &root, "");
+
+  // [edge]
+  const toml::table* edge_table = top.table("edge", /*required=*/true);
+  TableReader edge(ctx, edge_table, "edge");
+  if (edge_table != nullptr) {
+    std::vector<std::pair<std::string_view, Endpoint>> listeners;
+    const auto listener = [&](std::string_view key, bool required) {
+      auto ep = edge.endpoint(key, required, /*allow_port_zero=*/true);
+      if (!ep) {
+        return ep;
+      }
+      for (const auto& [other_key, other] : listeners) {
+        if (ep->port != 0 && *ep == other) {
+          edge.bad_value(key, *edge.find(key),
+                         "same address as " + edge.key_path(other_key) + ": " + ep->to_string());
+        }
+      }
+      listeners.emplace_back(key, *ep);
+      return ep;
+    };
+    if (auto ep = listener("listen_https", true)) {
+      cfg.listen_https = *ep;
+    }
+    cfg.listen_http = listener("listen_http", false);
+    if (auto ep = listener("listen_tunnel", true)) {
+      cfg.listen_tunnel = *ep;
+    }
+    cfg.listen_admin = listener("listen_admin", false);
+    if (auto dir = edge.path_value("state_dir", true)) {
+      cfg.state_dir = *dir;
+    }
+    edge.integer("workers", cfg.workers, 0, max_workers);
+    edge.duration("handshake_timeout", cfg.handshake_timeout);
+    edge.duration("header_timeout", cfg.header_timeout);
+    edge.duration("idle_timeout", cfg.idle_timeout);
+    edge.duration("websocket_idle_timeout", cfg.websocket_idle_timeout);
+    edge.duration("drain_timeout", cfg.drain_timeout);
+    edge.duration("keepalive_interval", cfg.keepalive_interval);
+    edge.duration("keepalive_timeout", cfg.keepalive_timeout);
+    edge.size("max_body_size", cfg.max_body_size, 0);  // 0: unlimited
+    edge.size("max_header_size", cfg.max_header_size, 1);
+    edge.integer("max_connections", cfg.max_connections, 1,
+                 std::numeric_limits<std::uint32_t>::max());
+    check_order(edge, "keepalive_interval", cfg.keepalive_interval, "keepalive_timeout",
+                cfg.keepalive_timeout, /*strict=*/true, ctx, edge_table);
+    edge.reject_unknown_keys();
+  }
+
+  // [tls] with [[tls.certificates]]
+  const toml::table* tls_table = top.table("tls");
+  if (tls_table == nullptr && top.find("tls") == nullptr) {
+    top.missing("tls.certificates", "missing [[tls.certificates]]: at least one is required");
+  }
+  TableReader tls(ctx, tls_table, "tls");
+  if (tls_table != nullptr) {
+    const toml::array* certs = tls.array("certificates");
+    if (certs == nullptr && tls.find("certificates") == nullptr) {
+      tls.missing("certificates", "missing [[tls.certificates]]: at least one is required");
+    }
+    if (certs != nullptr) {
+      if (certs->empty()) {
+        tls.bad_value("certificates", *certs, "at least one certificate is required");
+      }
+      for_each_table(tls, "certificates", *certs, ctx, [&](TableReader& r, std::size_t) {
+        auto cert = r.readable_file("cert", true);
+        auto key = r.readable_file("key", true);
+        if (cert && key) {
+          cfg.certificates.push_back(CertificateConfig{*cert, *key});
+        }
+      });
+    }
+    tls.reject_unknown_keys();
+  }
+
+  // [[origins]]
+  if (const toml::array* origins = top.array("origins")) {
+    std::map<std::string, int> names;  // name -> line of first use
+    for_each_table(top, "origins", *origins, ctx, [&](TableReader& r, std::size_t) {
+      OriginGrant grant;
+      bool ok = true;
+      if (auto name = r.string("name", true)) {
+        const toml::node& node = *r.find("name");
+        const int line = to_int(node.source().begin.line);
+        if (!detail::valid_origin_name(*name)) {
+          r.bad_value("name", node,
+                      "not a valid origin name: " + in_quotes(*name) +
+                          " (1 to 64 letters, digits, '.', '_' or '-')");
+          ok = false;
+        } else if (auto [it, inserted] = names.emplace(*name, line); !inserted) {
+          r.bad_value("name", node,
+                      "origin " + in_quotes(*name) + " is already defined at line " +
+                          std::to_string(it->second));
+          ok = false;
+        }
+        grant.name = *name;
+      } else {
+        ok = false;
+      }
+      if (const toml::array* hostnames = r.array("hostnames", true)) {
+        if (hostnames->empty()) {
+          r.bad_value("hostnames", *hostnames, "must list at least one hostname");
+          ok = false;
+        }
+        for (std::size_t i = 0; i < hostnames->size(); ++i) {
+          const std::string path = index_key(r.key_path("hostnames"), i);
+          if (auto host = hostname_pattern((*hostnames)[i], ctx, path)) {
+            grant.hostnames.push_back(std::move(*host));
+          } else {
+            ok = false;
+          }
+        }
+      } else {
+        ok = false;
+      }
+      if (ok) {
+        cfg.origins.push_back(std::move(grant));
+      }
+    });
+  }
+  top.reject_unknown_keys();
+}
+
+void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
+  TableReader top(ctx, &root, "");
+
+  const toml::table* origin_table = top.table("origin", /*required=*/true);
+  TableReader origin(ctx, origin_table, "origin");
+  if (origin_table != nullptr) {
+    if (auto name = origin.string("name", true)) {
+      if (detail::valid_origin_name(*name)) {
+        cfg.name = *name;
+      } else {
+        origin.bad_value("name", *origin.find("name"),
+                         "not a valid origin name: " + in_quotes(*name) +
+                             " (1 to 64 letters, digits, '.', '_' or '-')");
+      }
+    }
+    if (auto ep = origin.endpoint("edge", true, /*allow_port_zero=*/false)) {
+      cfg.edge = *ep;
+    }
+    if (auto pin = origin.string("edge_pin", true)) {
+      if (crypto::is_valid_pin(*pin)) {
+        cfg.edge_pin = *pin;
+      } else {
+        origin.bad_value("edge_pin", *origin.find("edge_pin"),
+                         "not a valid pin: expected \"sha256:\" and 43 base64 characters");
+      }
+    }
+
+    // The key: key_file or inline key, exactly one.
+    const toml::node* key_file_node = origin.find("key_file");
+    const toml::node* key_node = origin.find("key");
+    if (key_file_node != nullptr && key_node != nullptr) {
+      const bool file_first = key_file_node->source().begin < key_node->source().begin;
+      origin.bad_value(file_first ? "key" : "key_file", file_first ? *key_node : *key_file_node,
+                       "give either key_file or key, not both");
+    } else if (key_file_node == nullptr && key_node == nullptr) {
+      origin.missing("key_file", "missing required key (or an inline `key`)");
+    } else if (key_file_node != nullptr) {
+      if (auto file = origin.path_value("key_file", true)) {
+        auto read = detail::read_file(*file, max_key_file_size);
+        if (!read.text) {
+          origin.bad_value("key_file", *key_file_node, read.error);
+        } else if (!crypto::pin_of_private_key_pem(*read.text)) {
+          origin.bad_value("key_file", *key_file_node,
+                           "not a PEM private key (or an encrypted one): " + file->string());
+        } else {
+          cfg.key_file = *file;
+          cfg.key_pem = std::move(*read.text);
+        }
+      }
+    } else if (auto pem = origin.string("key", true)) {
+      if (!crypto::pin_of_private_key_pem(*pem)) {
+        origin.bad_value("key", *key_node, "not a PEM private key (or an encrypted one)");
+      } else {
+        cfg.key_pem = std::move(*pem);
+      }
+    }
+
+    origin.integer("connections", cfg.connections, 1, max_tunnel_connections);
+    cfg.listen_admin = origin.endpoint("listen_admin", false, /*allow_port_zero=*/true);
+    origin.integer("workers", cfg.workers, 0, max_workers);
+    origin.duration("connect_timeout", cfg.connect_timeout);
+    origin.duration("service_connect_timeout", cfg.service_connect_timeout);
+    origin.duration("idle_timeout", cfg.idle_timeout);
+    origin.duration("websocket_idle_timeout", cfg.websocket_idle_timeout);
+    origin.duration("drain_timeout", cfg.drain_timeout);
+    origin.duration("keepalive_interval", cfg.keepalive_interval);
+    origin.duration("keepalive_timeout", cfg.keepalive_timeout);
+    origin.duration("reconnect_min", cfg.reconnect_min);
+    origin.duration("reconnect_max", cfg.reconnect_max);
+    check_order(origin, "keepalive_interval", cfg.keepalive_interval, "keepalive_timeout",
+                cfg.keepalive_timeout, /*strict=*/true, ctx, origin_table);
+    check_order(origin, "reconnect_min", cfg.reconnect_min, "reconnect_max", cfg.reconnect_max,
+                /*strict=*/false, ctx, origin_table);
+    origin.reject_unknown_keys();
+  }
+
+  const toml::array* routes = top.array("routes");
+  if (routes == nullptr && top.find("routes") == nullptr) {
+    top.missing("routes", "missing [[routes]]: at least one route is required");
+  }
+  if (routes != nullptr) {
+    if (routes->empty()) {
+      top.bad_value("routes", *routes, "at least one route is required");
+    }
+    std::map<std::pair<std::string, std::string>, int> seen;  // (host, path) -> line
+    for_each_table(top, "routes", *routes, ctx, [&](TableReader& r, std::size_t index) {
+      Route route;
+      bool ok = true;
+      if (const toml::node* host = r.find("host", true)) {
+        if (auto pattern = hostname_pattern(*host, ctx, r.key_path("host"))) {
+          route.host = std::move(*pattern);
+        } else {
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (auto path = r.string("path")) {
+        const bool clean = std::none_of(path->begin(), path->end(), [](char c) {
+          return static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '?' || c == '#';
+        });
+        if (path->empty() || path->front() != '/' || !clean) {
+          r.bad_value("path", *r.find("path"),
+                      "not a valid path prefix: " + in_quotes(*path) +
+                          " (starts with '/', no spaces, '?' or '#')");
+          ok = false;
+        } else {
+          route.path = std::move(*path);
+        }
+      } else if (r.find("path") != nullptr) {
+        ok = false;
+      }
+      if (auto service = r.string("service", true)) {
+        if (auto url = parse_service_url(*service)) {
+          route.service = std::move(*url);
+        } else {
+          r.bad_value("service", *r.find("service"),
+                      "not a service URL: " + in_quotes(*service) +
+                          " (http://host:port or https://host:port, nothing after the port)");
+          ok = false;
+        }
+      } else {
+        ok = false;
+      }
+      if (auto verify = r.boolean("tls_verify")) {
+        route.tls_verify = *verify;
+      }
+      if (!ok) {
+        return;
+      }
+      const toml::node& table = (*routes)[index];
+      const int line = to_int(table.source().begin.line);
+      if (auto [it, inserted] = seen.emplace(std::pair(route.host, route.path), line); !inserted) {
+        ctx.add_for_table(table, r.path(),
+                          "duplicate route for host " + in_quotes(route.host) + " path " +
+                              in_quotes(route.path) + " (first defined at line " +
+                              std::to_string(it->second) + ")");
+        return;
+      }
+      cfg.routes.push_back(std::move(route));
+    });
+  }
+  top.reject_unknown_keys();
+}
+
+template <class Config, class Reader>
+LoadResult<Config> parse_config(std::string_view text, const std::filesystem::path& source,
+                                Reader read) noexcept {
+  try {
+    Context ctx(source);
+    Config cfg;
+    cfg.source = source;
+    if (auto root = parse_toml(text, source, ctx)) {
+      read(ctx, *root, cfg);
+    }
+    return finish(ctx, std::move(cfg));
+  } catch (const std::exception& e) {  // e.g. std::bad_alloc: still a Problem, never a throw
+    LoadResult<Config> result;
+    result.problems.push_back(
+        Problem{source, 0, 0, "", std::string("internal error: ") + e.what()});
+    return result;
+  }
+}
+
+template <class Config>
+LoadResult<Config> load_config(const std::filesystem::path& file,
+                               LoadResult<Config> (*parse)(std::string_view,
+                                                           const std::filesystem::path&)) noexcept {
+  try {
+    auto read = detail::read_file(file);
+    if (!read.text) {
+      LoadResult<Config> result;
+      result.problems.push_back(Problem{file, 0, 0, "", std::move(read.error)});
+      return result;
+    }
+    return parse(*read.text, file);
+  } catch (const std::exception& e) {
+    LoadResult<Config> result;
+    result.problems.push_back(Problem{file, 0, 0, "", std::string("internal error: ") + e.what()});
+    return result;
+  }
+}
+
+}  // namespace
+
+std::string Problem::to_string() const {
+  std::string out = file.string();
+  if (line > 0) {
+    out += ":" + std::to_string(line);
+    if (column > 0) {
+      out += ":" + std::to_string(column);
+    }
+  }
+  out += ": ";
+  if (!key.empty()) {
+    out += key + ": ";
+  }
+  out += message;
+  return out;
+}
+
+LoadResult<EdgeConfig> parse_edge_config(std::string_view text,
+                                         const std::filesystem::path& source) {
+  return parse_config<EdgeConfig>(text, source, read_edge);
+}
+
+LoadResult<OriginConfig> parse_origin_config(std::string_view text,
+                                             const std::filesystem::path& source) {
+  return parse_config<OriginConfig>(text, source, read_origin);
+}
+
+LoadResult<EdgeConfig> load_edge_config(const std::filesystem::path& file) {
+  return load_config<EdgeConfig>(file, &parse_edge_config);
+}
+
+LoadResult<OriginConfig> load_origin_config(const std::filesystem::path& file) {
+  return load_config<OriginConfig>(file, &parse_origin_config);
+}
+
+}  // namespace hearth::config
