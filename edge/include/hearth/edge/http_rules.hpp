@@ -1,0 +1,130 @@
+#pragma once
+// HTTP/1.1 rules the edge applies to what it proxies: which request heads are
+// refused, how heads are rewritten on the way to the home service and back,
+// and the small responses the edge writes itself. Pure functions over Beast
+// header values (no I/O), so unit tests and libFuzzer reach every branch; the
+// proxy session does the reading and writing.
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace hearth::edge {
+
+struct RequestReject {
+  boost::beast::http::status status;
+  std::string reason;  // short, for the log line; not sent to the client
+};
+
+// Checks a parsed request head before anything is forwarded; nullopt when it may
+// be proxied. Beast 1.81's parser lets several request-smuggling shapes through
+// (duplicate or list-valued Content-Length with equal values; Transfer-Encoding
+// whose last coding is not "chunked" or that repeats it, which Beast reads as "no
+// body"; a Content-Length after such a Transfer-Encoding; missing or repeated
+// Host; an obs-folded line that hides a header inside Host), so the session must
+// call this right after the header is read and before any body byte is forwarded.
+// Refuses with 400:
+//  - Content-Length and Transfer-Encoding both present;
+//  - Content-Length more than once (even with equal values), or not a plain
+//    decimal that fits in 64 bits ("5, 5", "+5", " 5x" are refused);
+//  - Transfer-Encoding on an HTTP/1.0 request (RFC 9112 6.1: framing is faulty);
+//  - Transfer-Encoding (all field lines joined) that is not a list of plain
+//    tokens ending in exactly one "chunked" (case-insensitive, OWS tolerated):
+//    "chunked" and "gzip, chunked" pass; "gzip", "chunked, gzip",
+//    "chunked, chunked", "chunked;x=1" and empty list elements are refused;
+//  - no Host on HTTP/1.1, more than one Host, or a Host that normalize_host()
+//    rejects (also on HTTP/1.0, where Host is optional);
+//  - a request-target that is not origin-form ("/..."), "*" with OPTIONS, or
+//    absolute-form "http(s)://authority[/path][?query]" with a valid authority
+//    and no userinfo; a '#' anywhere in the target (fragments are never sent).
+//    CONNECT's authority-form is refused: the edge is not a forward proxy.
+// Refuses with 505 any version but 1.0 and 1.1 (Beast's parser already does;
+// this keeps the rule true for heads built by hand).
+std::optional<RequestReject> check_request_head(const boost::beast::http::request_header<>& req);
+
+// The authority the client addressed, as sent (port included): for an
+// absolute-form target its authority, which RFC 9112 3.2.2 says wins over the
+// Host header; otherwise the Host header value. Empty when there is neither.
+// This is the value for ForwardInfo::host (X-Forwarded-Host).
+std::string_view requested_authority(const boost::beast::http::request_header<>& req);
+
+// normalize_host(requested_authority(req)): the host to route on.
+std::optional<std::string> request_host(const boost::beast::http::request_header<>& req);
+
+// The target in origin form, for routing and for the upstream request line:
+// "http://h/p?q" -> "/p?q", "http://h" -> "/"; origin-form and "*" unchanged.
+// A view into target (or a static "/").
+std::string_view origin_form_target(std::string_view target);
+
+// GET over HTTP/1.1 with an "upgrade" token in Connection and a "websocket"
+// protocol in Upgrade (case-insensitive, comma lists, every field line counted).
+bool is_websocket_upgrade(const boost::beast::http::request_header<>& req);
+
+struct ForwardInfo {
+  std::string client_ip;   // client_ip_string() of the TCP peer
+  std::string proto;       // "https" (or "http")
+  std::string host;        // requested_authority(req), as the client sent it
+  std::string request_id;  // effective_request_id()
+  bool websocket = false;  // is_websocket_upgrade(req)
+};
+
+// Rewrites a checked request head for the home service:
+//  - an absolute-form target becomes origin-form, and Host is set to its
+//    authority, so the service sees the host the edge routed on;
+//  - client-sent X-Forwarded-For/-Proto/-Host/-Port and Forwarded are removed,
+//    never trusted: X-Forwarded-For is replaced by client_ip (not appended to),
+//    and X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID are set from info
+//    (an empty or unsafe value leaves the header out);
+//  - hop-by-hop headers are removed: Connection and every header it names,
+//    Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, and Proxy-Authorization
+//    (credentials meant for a proxy, i.e. us). Connection may not name
+//    Host, Content-Length or Transfer-Encoding away: that would change framing;
+//  - then Connection is "Upgrade" with "Upgrade: websocket" for a WebSocket
+//    upgrade, else "close" (each upstream stream carries exactly one request).
+// Content-Length and Transfer-Encoding are left as they are.
+void prepare_upstream_request(boost::beast::http::request_header<>& req, const ForwardInfo& info);
+
+// Strips hop-by-hop headers from the service's response: Connection and what it
+// names (never Content-Length, Transfer-Encoding), Keep-Alive, Proxy-Connection,
+// TE, Trailer, Upgrade. When websocket_101 is true and res is a 101, Connection
+// and Upgrade stay exactly as the service sent them. The session then sets its
+// own keep-alive with res.keep_alive(...).
+void prepare_downstream_response(boost::beast::http::response_header<>& res, bool websocket_101);
+
+// The client's X-Request-ID when it is 1..128 characters of [A-Za-z0-9._:+/=-]
+// (safe in headers, logs and HTML), otherwise `generated`.
+std::string effective_request_id(std::string_view client_value, std::string_view generated);
+
+// 32 lowercase hex characters from a thread-local PRNG seeded from
+// std::random_device. Unique enough for correlating logs; NOT for secrets.
+std::string generate_request_id();
+
+// A response the edge writes itself: small HTML body naming the status and a
+// hint ("the home server is offline, retry shortly"), Content-Type
+// text/html; charset=utf-8, Cache-Control: no-store, Server: hearth,
+// X-Request-ID (when request_id is non-empty and header-safe), Retry-After when
+// set, Connection per keep_alive and version, Content-Length. The body is sent
+// even for HEAD; the session clears it there.
+boost::beast::http::response<boost::beast::http::string_body> make_error_response(
+    boost::beast::http::status status, unsigned version, bool keep_alive,
+    std::optional<unsigned> retry_after_seconds, std::string_view request_id);
+
+// For the plain-HTTP listener: 301 to https://host[:port]/target, where host is
+// request_host(req) (port dropped), :port is added unless https_port is nullopt
+// or 443, and target is origin_form_target(req.target()) ("*" becomes "/").
+// A 400 error response when the request has no valid host to redirect to.
+boost::beast::http::response<boost::beast::http::string_body> make_redirect_to_https(
+    const boost::beast::http::request_header<>& req, std::optional<std::uint16_t> https_port);
+
+// True for "/.well-known/acme-challenge/..." (ACME http-01), which the plain-HTTP
+// listener answers instead of redirecting. Accepts origin- or absolute-form.
+bool is_acme_challenge(std::string_view target);
+
+// Text form of a peer address for X-Forwarded-For and logs; an IPv4-mapped IPv6
+// address ("::ffff:192.0.2.1", from a dual-stack listener) is shown as IPv4.
+std::string client_ip_string(const boost::asio::ip::address& address);
+
+}  // namespace hearth::edge

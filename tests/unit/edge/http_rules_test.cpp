@@ -1,0 +1,674 @@
+#include "hearth/edge/http_rules.hpp"
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/address.hpp>
+#include <catch2/catch.hpp>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+
+namespace http = boost::beast::http;
+using namespace hearth::edge;
+using namespace std::string_literals;
+
+namespace {
+
+// Request heads are built the way the proxy gets them: raw bytes through Beast's
+// parser, so every test sees exactly what Beast lets through.
+struct Parsed {
+  boost::system::error_code ec;
+  std::optional<http::request<http::empty_body>> req;
+};
+
+Parsed parse(std::string_view raw) {
+  http::request_parser<http::empty_body> parser;
+  parser.eager(false);
+  // The session sets its own limit from max_body_size (0: unlimited); the rules
+  // here must hold for any limit.
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+  Parsed parsed;
+  parser.put(boost::asio::buffer(raw.data(), raw.size()), parsed.ec);
+  if (!parsed.ec && parser.is_header_done()) {
+    parsed.req = parser.get();
+  } else if (!parsed.ec) {
+    parsed.ec = http::error::need_more;
+  }
+  return parsed;
+}
+
+http::request<http::empty_body> parse_ok(std::string_view raw) {
+  Parsed parsed = parse(raw);
+  INFO("beast: " << parsed.ec.message());
+  REQUIRE_FALSE(parsed.ec);
+  return *parsed.req;
+}
+
+// Beast accepts the head, and check_request_head refuses it with `status`.
+void require_rejected(std::string_view raw, http::status status = http::status::bad_request) {
+  const auto req = parse_ok(raw);
+  const auto rejected = check_request_head(req);
+  REQUIRE(rejected);
+  CHECK(rejected->status == status);
+  CHECK_FALSE(rejected->reason.empty());
+}
+
+void require_accepted(std::string_view raw) {
+  const auto req = parse_ok(raw);
+  const auto rejected = check_request_head(req);
+  INFO((rejected ? rejected->reason : std::string("accepted")));
+  CHECK_FALSE(rejected);
+}
+
+// Beast 1.81 refuses the head itself, with `expected`.
+void require_beast_rejects(std::string_view raw, http::error expected) {
+  const Parsed parsed = parse(raw);
+  INFO(raw);
+  CHECK(parsed.ec == expected);
+}
+
+std::string post_with(std::string_view framing) {
+  return "POST /upload HTTP/1.1\r\nHost: a.example.com\r\n" + std::string(framing) + "\r\n";
+}
+
+template <bool isRequest>
+std::string serialize(const http::header<isRequest>& head) {
+  std::ostringstream out;
+  out << head;
+  return out.str();
+}
+
+}  // namespace
+
+TEST_CASE("check_request_head accepts ordinary requests", "[http_rules]") {
+  require_accepted("GET / HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_accepted("GET /x?y=1 HTTP/1.1\r\nHost: A.Example.com:443\r\n\r\n");
+  require_accepted("GET / HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n");
+  require_accepted("GET / HTTP/1.0\r\n\r\n");  // Host is optional in HTTP/1.0
+  require_accepted("GET / HTTP/1.0\r\nHost: a.example.com\r\n\r\n");
+  require_accepted(post_with("Content-Length: 0\r\n"));
+  require_accepted(post_with("Content-Length: 18446744073709551615\r\n"));
+  require_accepted(post_with("Content-Length: 007\r\n"));
+  require_accepted(post_with("Transfer-Encoding: chunked\r\n"));
+  require_accepted("POST / HTTP/1.0\r\nContent-Length: 3\r\n\r\n");
+}
+
+TEST_CASE("check_request_head refuses Content-Length with Transfer-Encoding", "[http_rules]") {
+  // Beast refuses CL+TE when it recognizes the TE as chunked, in either order...
+  require_beast_rejects(post_with("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"),
+                        http::error::bad_transfer_encoding);
+  require_beast_rejects(post_with("Transfer-Encoding: chunked\r\nContent-Length: 5\r\n"),
+                        http::error::bad_content_length);
+  // ...and a non-chunked TE after a CL...
+  require_beast_rejects(post_with("Content-Length: 5\r\nTransfer-Encoding: gzip\r\n"),
+                        http::error::bad_transfer_encoding);
+  // ...but not a CL after a TE that it does not take for chunked.
+  require_rejected(post_with("Transfer-Encoding: gzip\r\nContent-Length: 5\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked, chunked\r\nContent-Length: 5\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked, gzip\r\nContent-Length: 0\r\n"));
+
+  // The rule itself, on heads Beast would never produce.
+  http::request<http::empty_body> req{http::verb::post, "/", 11};
+  req.set(http::field::host, "a.example.com");
+  req.set(http::field::content_length, "5");
+  req.set(http::field::transfer_encoding, "chunked");
+  CHECK(check_request_head(req)->status == http::status::bad_request);
+}
+
+TEST_CASE("check_request_head refuses repeated or non-decimal Content-Length", "[http_rules]") {
+  // Beast merges equal values; a peer that takes the first or the last of a list
+  // could still disagree, so any repetition is refused.
+  require_rejected(post_with("Content-Length: 5\r\nContent-Length: 5\r\n"));
+  require_rejected(post_with("Content-Length: 5, 5\r\n"));
+  require_rejected(post_with("Content-Length: 5,5\r\n"));
+  require_rejected(post_with("Content-Length: 0\r\nContent-Length: 0\r\n"));
+
+  // Beast already refuses differing values and non-numbers.
+  require_beast_rejects(post_with("Content-Length: 5\r\nContent-Length: 6\r\n"),
+                        http::error::multiple_content_length);
+  require_beast_rejects(post_with("Content-Length: 5, 6\r\n"),
+                        http::error::multiple_content_length);
+  require_beast_rejects(post_with("Content-Length: +5\r\n"), http::error::bad_content_length);
+  require_beast_rejects(post_with("Content-Length: -1\r\n"), http::error::bad_content_length);
+  require_beast_rejects(post_with("Content-Length: 0x10\r\n"), http::error::bad_content_length);
+  require_beast_rejects(post_with("Content-Length: 5 5\r\n"), http::error::bad_content_length);
+  require_beast_rejects(post_with("Content-Length: \r\n"), http::error::bad_content_length);
+  require_beast_rejects(post_with("Content-Length: 18446744073709551616\r\n"),
+                        http::error::bad_content_length);
+  // Folded into "5 5": still refused.
+  require_beast_rejects(post_with("Content-Length: 5\r\n 5\r\n"), http::error::bad_content_length);
+
+  // The rule itself, on values Beast would have refused.
+  for (const char* value :
+       {"", "+5", "-1", "5x", "0x10", "5,5", "18446744073709551616", "99999999999999999999999"}) {
+    http::request<http::empty_body> req{http::verb::post, "/", 11};
+    req.set(http::field::host, "a.example.com");
+    req.set(http::field::content_length, value);
+    INFO(value);
+    REQUIRE(check_request_head(req));
+    CHECK(check_request_head(req)->status == http::status::bad_request);
+  }
+}
+
+TEST_CASE("check_request_head requires exactly one final chunked coding", "[http_rules]") {
+  require_accepted(post_with("Transfer-Encoding: chunked\r\n"));
+  require_accepted(post_with("Transfer-Encoding: Chunked\r\n"));
+  require_accepted(post_with("Transfer-Encoding: CHUNKED\r\n"));
+  require_accepted(post_with("Transfer-Encoding: gzip, chunked\r\n"));
+  require_accepted(post_with("Transfer-Encoding: gzip,chunked\r\n"));
+  require_accepted(post_with("Transfer-Encoding: gzip \t,\t chunked\r\n"));
+  require_accepted(post_with("Transfer-Encoding:    chunked\r\n"));
+  require_accepted(post_with("Transfer-Encoding:\tchunked\t\r\n"));
+  // Several field lines are one list.
+  require_accepted(post_with("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n"));
+
+  // What Beast 1.81 takes for "no body": the body would reach the service as the
+  // next request.
+  require_rejected(post_with("Transfer-Encoding: gzip\r\n"));
+  require_rejected(post_with("Transfer-Encoding: identity\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked, gzip\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked, chunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked,chunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked, identity\r\n"));
+  require_rejected(post_with("Transfer-Encoding: xchunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunkedx\r\n"));
+  require_rejected(post_with("Transfer-Encoding: \"chunked\"\r\n"));
+  require_rejected(post_with("Transfer-Encoding: gzip\r\nTransfer-Encoding: gzip\r\n"));
+  // Beast sets chunked for these, but they are not plain token lists.
+  require_rejected(post_with("Transfer-Encoding: chunked,\r\n"));
+  require_rejected(post_with("Transfer-Encoding: , chunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: gzip,,chunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: gzip;q=1, chunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked;x=1\r\n"));
+  require_rejected(post_with("Transfer-Encoding: gzip chunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding:\r\n"));
+  // RFC 9112 6.1: Transfer-Encoding in HTTP/1.0 means the framing is faulty.
+  require_rejected("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
+
+  // Beast refuses a second line once it has seen chunked.
+  require_beast_rejects(post_with("Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"),
+                        http::error::bad_transfer_encoding);
+  require_beast_rejects(post_with("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"),
+                        http::error::bad_transfer_encoding);
+}
+
+TEST_CASE("check_request_head and Transfer-Encoding whitespace tricks", "[http_rules]") {
+  // A vertical tab or form feed is a control character: Beast refuses the value.
+  require_beast_rejects(post_with("Transfer-Encoding: \x0b"
+                                  "chunked\r\n"),
+                        http::error::bad_value);
+  require_beast_rejects(post_with("Transfer-Encoding: chunked\x0c\r\n"), http::error::bad_value);
+  require_beast_rejects(post_with("Transfer-Encoding: chun\0ked\r\n"s), http::error::bad_value);
+  // Whitespace before the colon makes the name invalid.
+  require_beast_rejects(post_with("Transfer-Encoding : chunked\r\n"), http::error::bad_field);
+  // Bare LF line endings are refused, so there is no LF/CRLF disagreement.
+  require_beast_rejects("POST / HTTP/1.1\nHost: a\nTransfer-Encoding: chunked\n\n",
+                        http::error::bad_version);
+  require_beast_rejects(post_with("Transfer-Encoding: chunked\n"), http::error::bad_value);
+
+  // Beast 1.81 accepts obs-fold and joins the lines with one space (RFC 9112
+  // 5.2 allows that instead of a 400); the proxy re-serializes the head, so the
+  // service never sees the fold. The joined value goes through the same rule.
+  require_accepted(post_with("Transfer-Encoding:\r\n chunked\r\n"));
+  require_accepted(post_with("Transfer-Encoding: gzip,\r\n\tchunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked\r\n , chunked\r\n"));
+  require_rejected(post_with("Transfer-Encoding: chunked\r\n gzip\r\n"));
+  const auto folded = parse_ok(post_with("Transfer-Encoding: gzip,\r\n\tchunked\r\n"));
+  CHECK(folded[http::field::transfer_encoding] == "gzip, chunked");
+  CHECK(folded.chunked());
+
+  // A header line that starts with a space is a fold of the previous line, not a
+  // header of its own: " Transfer-Encoding: chunked" after Host lands inside the
+  // Host value, which is then invalid...
+  const auto into_host = parse_ok(post_with(" Transfer-Encoding: chunked\r\n"));
+  CHECK(into_host[http::field::host] == "a.example.com Transfer-Encoding: chunked");
+  CHECK(into_host.count(http::field::transfer_encoding) == 0);
+  require_rejected(post_with(" Transfer-Encoding: chunked\r\n"));
+  // ...and after any other header it is part of that header's value: neither
+  // Beast nor the re-serialized head sent to the service has a Transfer-Encoding.
+  auto into_other = parse_ok(post_with("X-Note: a\r\n Transfer-Encoding: chunked\r\n"));
+  CHECK_FALSE(check_request_head(into_other));
+  CHECK(into_other["X-Note"] == "a Transfer-Encoding: chunked");
+  CHECK(into_other.count(http::field::transfer_encoding) == 0);
+  CHECK_FALSE(into_other.chunked());
+  prepare_upstream_request(into_other, {"192.0.2.7", "https", "a.example.com", "id", false});
+  CHECK(serialize(into_other).find("\r\nTransfer-Encoding") == std::string::npos);
+}
+
+TEST_CASE("check_request_head enforces Host", "[http_rules]") {
+  require_rejected("GET / HTTP/1.1\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost: a.example.com\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost: a.example.com\r\nhost: b.example.com\r\n\r\n");
+  require_rejected("GET / HTTP/1.0\r\nHost: a.example.com\r\nHost: b.example.com\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost:\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost: a.example.com, b.example.com\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost: a example.com\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost: a.example.com:x\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost: user@a.example.com\r\n\r\n");
+  require_rejected("GET / HTTP/1.1\r\nHost: a.example.com/x\r\n\r\n");
+  require_rejected("GET / HTTP/1.0\r\nHost: -bad-\r\n\r\n");
+  // Host spread over a fold is joined by Beast ("a. example.com") and then invalid.
+  require_rejected("GET / HTTP/1.1\r\nHost: a.\r\n example.com\r\n\r\n");
+  require_beast_rejects("GET / HTTP/1.1\r\nHost : a.example.com\r\n\r\n", http::error::bad_field);
+}
+
+TEST_CASE("check_request_head accepts only the request-target forms we serve", "[http_rules]") {
+  require_accepted("OPTIONS * HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_accepted("GET http://a.example.com/x?y HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_accepted("GET HTTPS://A.example.com:8443/ HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_accepted("GET http://a.example.com HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_accepted("GET http://[::1]:8080/ HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  // HTTP/1.0 in absolute-form needs no Host: the target names it.
+  require_accepted("GET http://a.example.com/ HTTP/1.0\r\n\r\n");
+
+  require_rejected("GET * HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("CONNECT a.example.com:443 HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET a.example.com/x HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET ftp://a.example.com/ HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET http:/x HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET http:// HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET http:///x HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET http://bad_host!/ HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET http://u:p@a.example.com/ HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET http://a.example.com?x HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET /a#b HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET http://a.example.com/#b HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  require_rejected("GET ?x HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+}
+
+TEST_CASE("check_request_head refuses other HTTP versions with 505", "[http_rules]") {
+  // Beast refuses them while parsing the request line...
+  require_beast_rejects("GET / HTTP/2.0\r\nHost: a.example.com\r\n\r\n", http::error::bad_version);
+  require_beast_rejects("GET / HTTP/1.2\r\nHost: a.example.com\r\n\r\n", http::error::bad_version);
+  require_beast_rejects("GET / HTTP/0.9\r\nHost: a.example.com\r\n\r\n", http::error::bad_version);
+  require_beast_rejects("GET /\r\n\r\n", http::error::bad_target);
+  // ...and the rule holds for heads built by hand.
+  for (unsigned version : {9u, 12u, 20u, 99u}) {
+    http::request<http::empty_body> req{http::verb::get, "/", version};
+    req.set(http::field::host, "a.example.com");
+    const auto rejected = check_request_head(req);
+    REQUIRE(rejected);
+    CHECK(rejected->status == http::status::http_version_not_supported);
+  }
+}
+
+TEST_CASE("requested_authority, request_host and origin_form_target", "[http_rules]") {
+  auto req = parse_ok("GET /x HTTP/1.1\r\nHost: A.Example.com:8443\r\n\r\n");
+  CHECK(requested_authority(req) == "A.Example.com:8443");
+  CHECK(request_host(req) == "a.example.com");
+
+  // RFC 9112 3.2.2: the absolute-form authority wins over Host.
+  req = parse_ok("GET http://B.example.com:80/p?q HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  CHECK(requested_authority(req) == "B.example.com:80");
+  CHECK(request_host(req) == "b.example.com");
+
+  req = parse_ok("GET / HTTP/1.0\r\n\r\n");
+  CHECK(requested_authority(req).empty());
+  CHECK_FALSE(request_host(req));
+
+  CHECK(origin_form_target("/p?q") == "/p?q");
+  CHECK(origin_form_target("*") == "*");
+  CHECK(origin_form_target("http://h/p?q") == "/p?q");
+  CHECK(origin_form_target("HTTPS://h:1/") == "/");
+  CHECK(origin_form_target("http://h") == "/");
+  CHECK(origin_form_target("http://h?q") == "?q");  // refused by check_request_head
+}
+
+TEST_CASE("is_websocket_upgrade", "[http_rules]") {
+  auto upgrade = [](std::string_view extra, std::string_view start = "GET /ws HTTP/1.1") {
+    return is_websocket_upgrade(
+        parse_ok(std::string(start) + "\r\nHost: a.example.com\r\n" + std::string(extra) + "\r\n"));
+  };
+  CHECK(upgrade("Connection: Upgrade\r\nUpgrade: websocket\r\n"));
+  CHECK(upgrade("Connection: upgrade\r\nUpgrade: WebSocket\r\n"));
+  CHECK(upgrade("Connection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n"));
+  CHECK(upgrade("Connection: keep-alive\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"));
+  CHECK(upgrade("Connection: Upgrade\r\nUpgrade: h2c, websocket\r\n"));
+  CHECK(upgrade("Connection: Upgrade\r\nUpgrade: websocket/13\r\n"));
+  CHECK(upgrade("Upgrade: websocket\r\nConnection:\tUPGRADE \r\n"));
+
+  CHECK_FALSE(upgrade("Upgrade: websocket\r\n"));
+  CHECK_FALSE(upgrade("Connection: Upgrade\r\n"));
+  CHECK_FALSE(upgrade("Connection: Upgrade\r\nUpgrade: h2c\r\n"));
+  CHECK_FALSE(upgrade("Connection: Upgraded\r\nUpgrade: websocket\r\n"));
+  CHECK_FALSE(upgrade("Connection: keep-alive\r\nUpgrade: websocket\r\n"));
+  CHECK_FALSE(upgrade("Connection: Upgrade\r\nUpgrade: websockets\r\n"));
+  CHECK_FALSE(upgrade("Connection: Upgrade\r\nUpgrade: websocket\r\n", "POST /ws HTTP/1.1"));
+  CHECK_FALSE(upgrade("Connection: Upgrade\r\nUpgrade: websocket\r\n", "GET /ws HTTP/1.0"));
+}
+
+TEST_CASE("prepare_upstream_request replaces forwarding headers", "[http_rules]") {
+  auto req = parse_ok(
+      "GET /x HTTP/1.1\r\nHost: a.example.com\r\n"
+      "X-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\n"
+      "X-Forwarded-Proto: http\r\nX-Forwarded-Host: evil.example\r\n"
+      "X-Forwarded-Port: 1\r\nForwarded: for=6.6.6.6\r\nX-Request-ID: spoofed\r\n"
+      "Accept: */*\r\n\r\n");
+  prepare_upstream_request(req, {"192.0.2.7", "https", "a.example.com", "abc123", false});
+
+  CHECK(req.count("X-Forwarded-For") == 1);
+  CHECK(req["X-Forwarded-For"] == "192.0.2.7");
+  CHECK(req["X-Forwarded-Proto"] == "https");
+  CHECK(req["X-Forwarded-Host"] == "a.example.com");
+  CHECK(req.count("X-Request-ID") == 1);
+  CHECK(req["X-Request-ID"] == "abc123");
+  CHECK(req.count("X-Forwarded-Port") == 0);
+  CHECK(req.count(http::field::forwarded) == 0);
+  CHECK(req[http::field::connection] == "close");
+  CHECK(req[http::field::accept] == "*/*");
+  CHECK(req[http::field::host] == "a.example.com");
+  CHECK(req.target() == "/x");
+}
+
+TEST_CASE("prepare_upstream_request removes hop-by-hop headers", "[http_rules]") {
+  auto req = parse_ok(
+      "POST /x HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 3\r\n"
+      "Connection: keep-alive, X-Secret\r\nConnection: x-other\r\n"
+      "X-Secret: 1\r\nX-Other: 2\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n"
+      "TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nProxy-Authorization: Basic eDp5\r\n"
+      "Authorization: Bearer t\r\nCookie: c=1\r\n\r\n");
+  prepare_upstream_request(req, {"192.0.2.7", "https", "a.example.com", "id", false});
+
+  for (const char* gone : {"X-Secret", "X-Other", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+                           "Upgrade", "Proxy-Authorization"}) {
+    INFO(gone);
+    CHECK(req.count(gone) == 0);
+  }
+  CHECK(req.count(http::field::connection) == 1);
+  CHECK(req[http::field::connection] == "close");
+  CHECK(req[http::field::content_length] == "3");
+  CHECK(req[http::field::authorization] == "Bearer t");
+  CHECK(req[http::field::cookie] == "c=1");
+}
+
+TEST_CASE("prepare_upstream_request never lets Connection remove framing", "[http_rules]") {
+  // "Connection: Content-Length" would otherwise make the service read no body
+  // while the edge streams one: a smuggled request.
+  auto req = parse_ok(
+      "POST /x HTTP/1.1\r\nHost: a.example.com\r\nContent-Length: 3\r\n"
+      "Connection: Content-Length, Host, X-Forwarded-For, X-Request-ID, Connection, ,\r\n"
+      "\r\n");
+  prepare_upstream_request(req, {"192.0.2.7", "https", "a.example.com", "id", false});
+  CHECK(req[http::field::content_length] == "3");
+  CHECK(req[http::field::host] == "a.example.com");
+  CHECK(req["X-Forwarded-For"] == "192.0.2.7");
+  CHECK(req["X-Request-ID"] == "id");
+  CHECK(req[http::field::connection] == "close");
+
+  auto chunked = parse_ok(
+      "POST /x HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: gzip, chunked\r\n"
+      "Connection: transfer-encoding\r\n\r\n");
+  prepare_upstream_request(chunked, {"192.0.2.7", "https", "a.example.com", "id", false});
+  CHECK(chunked[http::field::transfer_encoding] == "gzip, chunked");
+  CHECK(chunked.count(http::field::content_length) == 0);
+}
+
+TEST_CASE("prepare_upstream_request for a WebSocket upgrade", "[http_rules]") {
+  auto req = parse_ok(
+      "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: keep-alive, Upgrade\r\n"
+      "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: chat\r\n\r\n");
+  REQUIRE(is_websocket_upgrade(req));
+  prepare_upstream_request(req, {"192.0.2.7", "https", "a.example.com", "id", true});
+  CHECK(req.count(http::field::connection) == 1);
+  CHECK(req[http::field::connection] == "Upgrade");
+  CHECK(req[http::field::upgrade] == "websocket");
+  CHECK(req[http::field::sec_websocket_key] == "dGhlIHNhbXBsZSBub25jZQ==");
+  CHECK(req[http::field::sec_websocket_version] == "13");
+  CHECK(req[http::field::sec_websocket_protocol] == "chat");
+  CHECK(is_websocket_upgrade(req));
+}
+
+TEST_CASE("prepare_upstream_request turns absolute-form into origin-form", "[http_rules]") {
+  auto req =
+      parse_ok("GET http://B.example.com:8080/p?q=1 HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  const ForwardInfo info{"192.0.2.7", "https", std::string(requested_authority(req)), "id", false};
+  prepare_upstream_request(req, info);
+  CHECK(req.target() == "/p?q=1");
+  CHECK(req[http::field::host] == "B.example.com:8080");
+  CHECK(req["X-Forwarded-Host"] == "B.example.com:8080");
+
+  auto bare = parse_ok("GET https://b.example.com HTTP/1.0\r\n\r\n");
+  prepare_upstream_request(bare, info);
+  CHECK(bare.target() == "/");
+  CHECK(bare[http::field::host] == "b.example.com");
+}
+
+TEST_CASE("prepare_upstream_request leaves out empty or unsafe values", "[http_rules]") {
+  auto req = parse_ok(
+      "GET / HTTP/1.1\r\nHost: a.example.com\r\nX-Forwarded-Host: evil\r\n"
+      "X-Request-ID: spoofed\r\n\r\n");
+  prepare_upstream_request(req, {"", "https", "a\r\nX-Injected: 1", "", false});
+  CHECK(req.count("X-Forwarded-For") == 0);
+  CHECK(req.count("X-Forwarded-Host") == 0);
+  CHECK(req.count("X-Request-ID") == 0);
+  CHECK(req.count("X-Injected") == 0);
+  CHECK(serialize(req).find("X-Injected") == std::string::npos);
+}
+
+TEST_CASE("prepare_upstream_request output serializes to a clean head", "[http_rules]") {
+  auto req = parse_ok(
+      "POST /api HTTP/1.1\r\nHost: a.example.com\r\nConnection: keep-alive\r\n"
+      "Transfer-Encoding: chunked\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n");
+  prepare_upstream_request(req, {"2001:db8::1", "https", "a.example.com", "rid", false});
+  CHECK(serialize(req) ==
+        "POST /api HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\n"
+        "X-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: https\r\n"
+        "X-Forwarded-Host: a.example.com\r\nX-Request-ID: rid\r\nConnection: close\r\n\r\n");
+}
+
+namespace {
+
+http::response<http::empty_body> parse_response(std::string_view raw) {
+  http::response_parser<http::empty_body> parser;
+  parser.eager(false);
+  parser.skip(true);  // as for a HEAD: we only want the head
+  boost::system::error_code ec;
+  parser.put(boost::asio::buffer(raw.data(), raw.size()), ec);
+  INFO("beast: " << ec.message());
+  REQUIRE_FALSE(ec);
+  REQUIRE(parser.is_header_done());
+  return parser.get();
+}
+
+}  // namespace
+
+TEST_CASE("prepare_downstream_response strips hop-by-hop headers", "[http_rules]") {
+  auto res = parse_response(
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive, X-Internal\r\n"
+      "X-Internal: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n"
+      "TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nSet-Cookie: a=1\r\n\r\n");
+  prepare_downstream_response(res, false);
+  for (const char* gone :
+       {"Connection", "X-Internal", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade"}) {
+    INFO(gone);
+    CHECK(res.count(gone) == 0);
+  }
+  CHECK(res[http::field::content_length] == "5");
+  CHECK(res[http::field::set_cookie] == "a=1");
+}
+
+TEST_CASE("prepare_downstream_response keeps framing named in Connection", "[http_rules]") {
+  auto res = parse_response(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+      "Connection: Transfer-Encoding, Content-Length\r\n\r\n");
+  prepare_downstream_response(res, false);
+  CHECK(res[http::field::transfer_encoding] == "chunked");
+  CHECK(res.count(http::field::connection) == 0);
+
+  auto sized =
+      parse_response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: content-length\r\n\r\n");
+  prepare_downstream_response(sized, false);
+  CHECK(sized[http::field::content_length] == "2");
+}
+
+TEST_CASE("prepare_downstream_response keeps a WebSocket 101 intact", "[http_rules]") {
+  const std::string raw =
+      "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade, X-Internal\r\n"
+      "Upgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+      "X-Internal: 1\r\nKeep-Alive: timeout=5\r\n\r\n";
+  auto res = parse_response(raw);
+  prepare_downstream_response(res, true);
+  CHECK(res[http::field::connection] == "Upgrade, X-Internal");
+  CHECK(res[http::field::upgrade] == "websocket");
+  CHECK(res[http::field::sec_websocket_accept] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  CHECK(res.count("X-Internal") == 0);
+  CHECK(res.count(http::field::keep_alive) == 0);
+
+  // Not a WebSocket exchange: a 101 is stripped like anything else.
+  auto other = parse_response(raw);
+  prepare_downstream_response(other, false);
+  CHECK(other.count(http::field::connection) == 0);
+  CHECK(other.count(http::field::upgrade) == 0);
+
+  // The service refused the upgrade: not a 101, so Connection/Upgrade go.
+  auto refused = parse_response(
+      "HTTP/1.1 403 Forbidden\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+      "Content-Length: 0\r\n\r\n");
+  prepare_downstream_response(refused, true);
+  CHECK(refused.count(http::field::connection) == 0);
+  CHECK(refused.count(http::field::upgrade) == 0);
+}
+
+TEST_CASE("effective_request_id keeps only safe client values", "[http_rules]") {
+  CHECK(effective_request_id("abc-123", "gen") == "abc-123");
+  CHECK(effective_request_id("A.b_c:d+e/f=g-h", "gen") == "A.b_c:d+e/f=g-h");
+  CHECK(effective_request_id("x", "gen") == "x");
+  CHECK(effective_request_id(std::string(128, 'a'), "gen") == std::string(128, 'a'));
+  CHECK(effective_request_id(std::string(129, 'a'), "gen") == "gen");
+  CHECK(effective_request_id("", "gen") == "gen");
+  CHECK(effective_request_id("a b", "gen") == "gen");
+  CHECK(effective_request_id("a,b", "gen") == "gen");
+  CHECK(effective_request_id("<script>", "gen") == "gen");
+  CHECK(effective_request_id("a\r\nb", "gen") == "gen");
+  CHECK(effective_request_id("caf\xc3\xa9", "gen") == "gen");
+}
+
+TEST_CASE("generate_request_id gives 32 lowercase hex characters", "[http_rules]") {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string id = generate_request_id();
+    REQUIRE(id.size() == 32);
+    REQUIRE(id.find_first_not_of("0123456789abcdef") == std::string::npos);
+    seen.insert(id);
+  }
+  CHECK(seen.size() == 1000);
+  CHECK(effective_request_id(*seen.begin(), "gen") == *seen.begin());
+
+  // Each thread has its own seeded generator.
+  std::string other;
+  std::thread([&] { other = generate_request_id(); }).join();
+  CHECK(other.size() == 32);
+  CHECK(seen.count(other) == 0);
+}
+
+TEST_CASE("make_error_response", "[http_rules]") {
+  auto res = make_error_response(http::status::bad_gateway, 11, false, std::nullopt, "rid-1");
+  CHECK(res.result() == http::status::bad_gateway);
+  CHECK(res.version() == 11);
+  CHECK(res[http::field::content_type] == "text/html; charset=utf-8");
+  CHECK(res[http::field::cache_control] == "no-store");
+  CHECK(res[http::field::server] == "hearth");
+  CHECK(res["X-Request-ID"] == "rid-1");
+  CHECK(res.count(http::field::retry_after) == 0);
+  CHECK_FALSE(res.keep_alive());
+  CHECK(res[http::field::connection] == "close");
+  CHECK(res[http::field::content_length] == std::to_string(res.body().size()));
+  CHECK(res.body().find("<h1>502 Bad Gateway</h1>") != std::string::npos);
+  CHECK(res.body().find("The home service did not answer.") != std::string::npos);
+  CHECK(res.body().find("rid-1") != std::string::npos);
+
+  auto offline = make_error_response(http::status::service_unavailable, 11, true, 5u, "r");
+  CHECK(offline[http::field::retry_after] == "5");
+  CHECK(offline.keep_alive());
+  CHECK(offline.count(http::field::connection) == 0);
+  CHECK(offline.body().find("<h1>503 Service Unavailable</h1>") != std::string::npos);
+  CHECK(offline.body().find("offline, retry shortly") != std::string::npos);
+
+  auto missing = make_error_response(http::status::not_found, 10, true, std::nullopt, "");
+  CHECK(missing[http::field::connection] == "keep-alive");
+  CHECK(missing.count("X-Request-ID") == 0);
+  CHECK(missing.body().find("No service is published for this host.") != std::string::npos);
+  CHECK(missing.body().find("Request ID") == std::string::npos);
+
+  for (auto status :
+       {http::status::bad_request, http::status::request_timeout, http::status::payload_too_large,
+        http::status::request_header_fields_too_large, http::status::internal_server_error,
+        http::status::gateway_timeout, http::status::http_version_not_supported}) {
+    auto r = make_error_response(status, 11, false, std::nullopt, "r");
+    INFO(static_cast<unsigned>(status));
+    CHECK(r.body().find("<h1>" + std::to_string(static_cast<unsigned>(status))) !=
+          std::string::npos);
+    CHECK(r.body().find("</h1><p>") != std::string::npos);  // every one of these has a hint
+  }
+  // No hint for others; an unknown code still renders.
+  auto forbidden = make_error_response(http::status::forbidden, 11, false, std::nullopt, "r");
+  CHECK(forbidden.body().find("</h1><p>Request ID") != std::string::npos);
+  auto unknown = make_error_response(static_cast<http::status>(599), 11, false, std::nullopt, "r");
+  CHECK(unknown.body().find("<h1>599 ") != std::string::npos);
+  CHECK(unknown.body().find("<unknown") == std::string::npos);  // escaped
+}
+
+TEST_CASE("make_error_response escapes the request id", "[http_rules]") {
+  auto res = make_error_response(http::status::bad_gateway, 11, false, std::nullopt,
+                                 "<b>\"x\"&\r\nX-Injected: 1");
+  CHECK(res.count("X-Request-ID") == 0);  // not header-safe
+  CHECK(res.body().find("&lt;b&gt;&quot;x&quot;&amp;") != std::string::npos);
+  CHECK(res.body().find("<b>") == std::string::npos);
+}
+
+TEST_CASE("make_redirect_to_https", "[http_rules]") {
+  auto req = parse_ok("GET /a/b?c=1 HTTP/1.1\r\nHost: Tallow.Example.com:80\r\n\r\n");
+  auto res = make_redirect_to_https(req, std::nullopt);
+  CHECK(res.result() == http::status::moved_permanently);
+  CHECK(res[http::field::location] == "https://tallow.example.com/a/b?c=1");
+  CHECK(res[http::field::server] == "hearth");
+  CHECK(res[http::field::content_length] == "0");
+  CHECK(res.keep_alive());
+
+  CHECK(make_redirect_to_https(req, 443)[http::field::location] ==
+        "https://tallow.example.com/a/b?c=1");
+  CHECK(make_redirect_to_https(req, 8443)[http::field::location] ==
+        "https://tallow.example.com:8443/a/b?c=1");
+
+  auto v6 = parse_ok("GET / HTTP/1.1\r\nHost: [::1]:8080\r\nConnection: close\r\n\r\n");
+  auto v6_res = make_redirect_to_https(v6, 8443);
+  CHECK(v6_res[http::field::location] == "https://[::1]:8443/");
+  CHECK_FALSE(v6_res.keep_alive());
+
+  auto absolute = parse_ok("GET http://b.example.com/x HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  CHECK(make_redirect_to_https(absolute, std::nullopt)[http::field::location] ==
+        "https://b.example.com/x");
+
+  auto star = parse_ok("OPTIONS * HTTP/1.1\r\nHost: a.example.com\r\n\r\n");
+  CHECK(make_redirect_to_https(star, std::nullopt)[http::field::location] ==
+        "https://a.example.com/");
+
+  auto no_host = parse_ok("GET / HTTP/1.0\r\n\r\n");
+  auto bad = make_redirect_to_https(no_host, std::nullopt);
+  CHECK(bad.result() == http::status::bad_request);
+  CHECK(bad.count(http::field::location) == 0);
+  CHECK_FALSE(bad.keep_alive());
+}
+
+TEST_CASE("is_acme_challenge", "[http_rules]") {
+  CHECK(is_acme_challenge("/.well-known/acme-challenge/abc_DEF-123"));
+  CHECK(is_acme_challenge("/.well-known/acme-challenge/"));
+  CHECK(is_acme_challenge("http://a.example.com/.well-known/acme-challenge/t"));
+  CHECK_FALSE(is_acme_challenge("/.well-known/acme-challenge"));
+  CHECK_FALSE(is_acme_challenge("/.well-known/acme-challengex/t"));
+  CHECK_FALSE(is_acme_challenge("/x/.well-known/acme-challenge/t"));
+  CHECK_FALSE(is_acme_challenge("/.WELL-KNOWN/acme-challenge/t"));
+  CHECK_FALSE(is_acme_challenge("*"));
+  CHECK_FALSE(is_acme_challenge(""));
+}
+
+TEST_CASE("client_ip_string shows IPv4-mapped addresses as IPv4", "[http_rules]") {
+  using boost::asio::ip::make_address;
+  CHECK(client_ip_string(make_address("192.0.2.1")) == "192.0.2.1");
+  CHECK(client_ip_string(make_address("::ffff:192.0.2.1")) == "192.0.2.1");
+  CHECK(client_ip_string(make_address("2001:db8::1")) == "2001:db8::1");
+  CHECK(client_ip_string(make_address("::1")) == "::1");
+  CHECK(client_ip_string(make_address("::")) == "::");
+}
