@@ -262,7 +262,7 @@ hearth_stack_up() {
   HEARTH_PORT_ADMIN=${HEARTH_PORT_ADMIN:-9901}
   HEARTH_PORT_APP=${HEARTH_PORT_APP:-3000}
   HEARTH_PORT_WS=${HEARTH_PORT_WS:-3001}
-  if ((${#HEARTH_HOSTS[@]} == 0)); then
+  if [[ -z "${HEARTH_HOSTS[*]:-}" ]]; then
     HEARTH_HOSTS=(localhost app.localhost)
   fi
   local d=$HEARTH_STACK_DIR b
