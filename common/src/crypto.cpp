@@ -355,7 +355,9 @@ std::optional<CertAndKey> self_signed_server_certificate(
   }
   constexpr long validity_days = 825;  // the longest span clients accept for a server certificate
   X509Ptr cert = new_certificate(pkey.get(), validity_days);
-  const std::string_view cn = dns_names.front().size() <= 64 ? dns_names.front() : "hearth";
+  // Both branches string_view: a mixed ?: would yield a temporary std::string to dangle on.
+  const std::string_view cn = dns_names.front().size() <= 64 ? std::string_view(dns_names.front())
+                                                             : std::string_view("hearth");
   if (!cert || !set_common_name(cert.get(), cn) ||
       !add_extension(cert.get(), NID_basic_constraints, "critical,CA:FALSE") ||
       !add_extension(cert.get(), NID_key_usage, "critical,digitalSignature") ||
