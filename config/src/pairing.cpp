@@ -1,0 +1,356 @@
+#include "hearth/config/pairing.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+#include <system_error>
+
+#include "detail.hpp"
+#include "hearth/config/parse.hpp"
+
+namespace hearth::config {
+namespace {
+
+constexpr mode_t private_dir_mode = 0700;
+constexpr mode_t private_file_mode = 0600;
+constexpr mode_t public_file_mode = 0644;
+
+[[noreturn]] void throw_errno(std::string_view what, const std::filesystem::path& file) {
+  const int err = errno;
+  throw std::runtime_error(std::string(what) + " " + file.string() + ": " + std::strerror(err));
+}
+
+// Closes the descriptor on every path out.
+class Fd {
+ public:
+  explicit Fd(int fd) : fd_(fd) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+  int get() const { return fd_; }
+  // close() reports write-back errors some file systems only notice here.
+  int release_and_close() {
+    const int rc = ::close(fd_);
+    fd_ = -1;
+    return rc;
+  }
+
+ private:
+  int fd_;
+};
+
+void write_all(int fd, std::string_view data, const std::filesystem::path& file) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      throw_errno("cannot write", file);
+    }
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Writes `data` to a file with exactly `mode` (fchmod: the umask must not widen or narrow
+// it, and an overwritten file keeps no older, wider mode). flags: O_EXCL or O_TRUNC/O_APPEND.
+void write_file(const std::filesystem::path& file, std::string_view data, mode_t mode, int flags) {
+  Fd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | flags, mode));
+  if (fd.get() < 0) {
+    if (errno == EEXIST) {
+      throw std::runtime_error("refusing to overwrite existing file " + file.string());
+    }
+    throw_errno("cannot create", file);
+  }
+  if (::fchmod(fd.get(), mode) != 0) {
+    throw_errno("cannot set the mode of", file);
+  }
+  write_all(fd.get(), data, file);
+  if (::fsync(fd.get()) != 0) {
+    throw_errno("cannot sync", file);
+  }
+  if (fd.release_and_close() != 0) {
+    throw_errno("cannot write", file);
+  }
+}
+
+// Creates `dir` (and its parents) if missing; the last component gets `mode`.
+void ensure_directory(const std::filesystem::path& dir, mode_t mode) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(dir, ec)) {
+    return;
+  }
+  if (!dir.parent_path().empty()) {
+    std::filesystem::create_directories(dir.parent_path(), ec);
+    if (ec) {
+      throw std::runtime_error("cannot create directory " + dir.parent_path().string() + ": " +
+                               ec.message());
+    }
+  }
+  if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST) {
+    throw_errno("cannot create directory", dir);
+  }
+  if (!std::filesystem::is_directory(dir, ec)) {
+    throw std::runtime_error("not a directory: " + dir.string());
+  }
+}
+
+std::string read_key_file(const std::filesystem::path& file) {
+  auto read = detail::read_file(file, 1 << 20);
+  if (!read.text) {
+    throw std::runtime_error(read.error);
+  }
+  if (!crypto::pin_of_private_key_pem(*read.text)) {
+    throw std::runtime_error(file.string() + ": not a PEM private key");
+  }
+  return std::move(*read.text);
+}
+
+std::string utc_now() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// A TOML basic string: quotes, backslashes and control characters escaped.
+std::string toml_string(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20 || u == 0x7f) {
+      char esc[8];
+      std::snprintf(esc, sizeof esc, "\\u%04x", u);
+      out += esc;
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+void check_token(const crypto::JoinToken& token) {
+  if (!detail::valid_origin_name(token.origin_name)) {
+    throw std::invalid_argument("join token: not a valid origin name: " + token.origin_name);
+  }
+  const auto edge = parse_endpoint(token.edge);
+  if (!edge || edge->port == 0) {
+    throw std::invalid_argument("join token: not a valid edge address: " + token.edge);
+  }
+  if (!crypto::is_valid_pin(token.edge_pin)) {
+    throw std::invalid_argument("join token: not a valid edge pin: " + token.edge_pin);
+  }
+  if (!crypto::pin_of_private_key_pem(token.origin_key_pem)) {
+    throw std::invalid_argument("join token: the origin key is not a PEM private key");
+  }
+}
+
+}  // namespace
+
+std::filesystem::path edge_key_path(const std::filesystem::path& state_dir) {
+  return state_dir / "tunnel.key";
+}
+
+std::filesystem::path pins_path(const std::filesystem::path& state_dir, std::string_view name) {
+  return state_dir / "origins" / (std::string(name) + ".pins");
+}
+
+std::optional<std::string> load_edge_key(const std::filesystem::path& state_dir) {
+  const auto file = edge_key_path(state_dir);
+  std::error_code ec;
+  const auto st = std::filesystem::symlink_status(file, ec);
+  if (st.type() == std::filesystem::file_type::not_found) {
+    return std::nullopt;
+  }
+  return read_key_file(file);
+}
+
+std::string load_or_create_edge_key(const std::filesystem::path& state_dir) {
+  if (auto key = load_edge_key(state_dir)) {
+    return std::move(*key);
+  }
+  ensure_directory(state_dir, private_dir_mode);
+  const auto file = edge_key_path(state_dir);
+  // Written under a temporary name, then link()ed into place: link never replaces an
+  // existing file, so two processes racing here agree on one key, and nobody ever
+  // reads a half-written key.
+  const auto tmp = state_dir / ("tunnel.key.tmp-" + crypto::random_hex(8));
+  const std::string pem = crypto::generate_private_key_pem();
+  write_file(tmp, pem, private_file_mode, O_EXCL);
+  const int rc = ::link(tmp.c_str(), file.c_str());
+  const int link_errno = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0) {
+    if (link_errno == EEXIST) {
+      return read_key_file(file);  // created concurrently: use that one
+    }
+    errno = link_errno;
+    throw_errno("cannot create", file);
+  }
+  return pem;
+}
+
+std::map<std::string, std::vector<std::string>> load_authorized_origins(
+    const std::filesystem::path& state_dir) {
+  std::map<std::string, std::vector<std::string>> out;
+  const auto dir = state_dir / "origins";
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    return out;
+  }
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) {
+    throw std::runtime_error("cannot list " + dir.string() + ": " + ec.message());
+  }
+  for (const auto& entry : it) {
+    const auto& file = entry.path();
+    const std::string name = file.stem().string();
+    if (file.extension() != ".pins" || !detail::valid_origin_name(name) ||
+        !entry.is_regular_file(ec)) {
+      continue;
+    }
+    auto read = detail::read_file(file, 1 << 20);
+    if (!read.text) {
+      throw std::runtime_error(read.error);
+    }
+    std::vector<std::string> pins;
+    std::string_view rest = *read.text;
+    for (int line_no = 1; !rest.empty(); ++line_no) {
+      const std::size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      line = line.substr(0, line.find('#'));
+      constexpr std::string_view space = " \t\r";
+      const std::size_t first = line.find_first_not_of(space);
+      if (first == std::string_view::npos) {
+        continue;
+      }
+      line = line.substr(first, line.find_last_not_of(space) - first + 1);
+      if (!crypto::is_valid_pin(line)) {
+        throw std::runtime_error(file.string() + ":" + std::to_string(line_no) +
+                                 ": not a pin (expected \"sha256:\" and 43 base64 characters)");
+      }
+      if (std::find(pins.begin(), pins.end(), line) == pins.end()) {
+        pins.emplace_back(line);
+      }
+    }
+    if (!pins.empty()) {
+      out.emplace(name, std::move(pins));
+    }
+  }
+  return out;
+}
+
+std::string invite_origin(const EdgeConfig& cfg, std::string_view name,
+                          std::string_view edge_address) {
+  const bool known = std::any_of(cfg.origins.begin(), cfg.origins.end(),
+                                 [&](const OriginGrant& grant) { return grant.name == name; });
+  if (!known) {
+    std::string message =
+        cfg.source.string() + ": origin \"" + std::string(name) + "\" is not in [[origins]]";
+    if (!cfg.origins.empty()) {
+      message += " (configured:";
+      for (const auto& grant : cfg.origins) {
+        message += " " + grant.name;
+      }
+      message += ")";
+    }
+    throw std::invalid_argument(message);
+  }
+  const auto edge = parse_endpoint(edge_address);
+  if (!edge || edge->port == 0) {
+    throw std::invalid_argument("not a valid edge address for origins to dial: \"" +
+                                std::string(edge_address) + "\" (expected host:port)");
+  }
+
+  const std::string edge_key = load_or_create_edge_key(cfg.state_dir);
+  const auto edge_pin = crypto::pin_of_private_key_pem(edge_key);
+  const std::string origin_key = crypto::generate_private_key_pem();
+  const auto origin_pin = crypto::pin_of_private_key_pem(origin_key);
+  if (!edge_pin || !origin_pin) {
+    throw std::runtime_error("cannot compute key pins");
+  }
+
+  const auto pins = pins_path(cfg.state_dir, name);
+  ensure_directory(pins.parent_path(), private_dir_mode);
+  // One small O_APPEND write: concurrent invites never interleave within a line.
+  write_file(pins, "# invited " + utc_now() + "\n" + *origin_pin + "\n", private_file_mode,
+             O_APPEND);
+
+  return crypto::encode_join_token(
+      crypto::JoinToken{std::string(edge_address), *edge_pin, std::string(name), origin_key});
+}
+
+std::filesystem::path origin_key_path_for(const std::filesystem::path& out) {
+  auto key = out;
+  key.replace_extension(".key");
+  if (key == out) {  // "x.key" itself: keep the two files apart
+    key += ".key";
+  }
+  return key;
+}
+
+void write_origin_config(const crypto::JoinToken& token, const std::filesystem::path& out,
+                         bool overwrite) {
+  check_token(token);
+  const auto key_file = origin_key_path_for(out);
+  if (!overwrite) {
+    for (const auto& file : {out, key_file}) {
+      std::error_code ec;
+      if (std::filesystem::exists(std::filesystem::symlink_status(file, ec))) {
+        throw std::runtime_error("refusing to overwrite existing file " + file.string());
+      }
+    }
+  }
+  if (out.has_parent_path()) {
+    std::error_code ec;
+    std::filesystem::create_directories(out.parent_path(), ec);
+    if (ec) {
+      throw std::runtime_error("cannot create directory " + out.parent_path().string() + ": " +
+                               ec.message());
+    }
+  }
+
+  const int flags = overwrite ? O_TRUNC : O_EXCL;
+  write_file(key_file, token.origin_key_pem, private_file_mode, flags);
+
+  const std::string name = toml_string(token.origin_name);
+  std::string toml;
+  toml += "# hearth origin configuration, written by `hearth-origin join`.\n";
+  toml += "# Edit [[routes]], then check it: hearth-origin check --config " +
+          toml_string(out.filename().string()) + "\n\n";
+  toml += "[origin]\n";
+  toml += "name        = " + name + "\n";
+  toml += "edge        = " + toml_string(token.edge) + "\n";
+  toml += "edge_pin    = " + toml_string(token.edge_pin) + "  # the edge's tunnel key\n";
+  toml += "key_file    = " + toml_string(key_file.filename().string()) +
+          "  # this origin's private key, relative to this file: keep it secret\n";
+  toml += "connections = 2  # parallel tunnel connections\n\n";
+  toml += "# One [[routes]] per hostname (and path prefix) to publish. The edge accepts only\n";
+  toml += "# the hostnames its [[origins]] entry lists for " + name + ".\n";
+  toml += "[[routes]]\n";
+  toml += "host    = \"app.example.com\"  # edit me\n";
+  toml += "path    = \"/\"\n";
+  toml += "service = \"http://127.0.0.1:3000\"\n";
+  write_file(out, toml, public_file_mode, flags);
+}
+
+}  // namespace hearth::config
