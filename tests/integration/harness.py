@@ -467,6 +467,7 @@ class Harness:
     def join(self, token, out=None):
         """Run `hearth-origin join`; return the path of the origin.toml it wrote."""
         out = out or self.path("origin.toml")
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         argv = [self.run.bin("hearth-origin"), "join", token, "--out", out]
         r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
         if r.returncode != 0:

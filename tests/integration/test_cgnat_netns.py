@@ -208,9 +208,9 @@ def main():
     try:
         svc = h.start_service("home", netns=topo.origin)
         h.write_edge_config(host=EDGE_IP, ports=(8443, 8080, 7443, 9901))
-        edge = h.start_edge(netns=topo.edge)
         origin_conf = h.pair_origin([("app.test", "/signaling", svc.ws_url),
                                      ("app.test", None, svc.http_url)])
+        edge = h.start_edge(netns=topo.edge)
         expect_eq(h.read_key(origin_conf, "edge"), "%s:7443" % EDGE_IP, "origin.toml edge address")
         origin = h.start_origin(origin_conf, netns=topo.origin)
         up = edge.wait_event("tunnel.up", timeout=15)

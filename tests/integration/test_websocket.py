@@ -1,0 +1,156 @@
+#!/usr/bin/python3
+"""WebSocket (wss) through edge -> tunnel -> origin -> home service echo, on loopback.
+
+Routes: app.test /signaling -> home_service WebSocket port; app.test / -> its HTTP port.
+"""
+
+import asyncio
+import hashlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Harness, TestRun, expect, expect_eq, ws_connect, ws_echo_check  # noqa: E402
+
+SIZES = (1, 1024, 65536, 1 << 20)
+
+
+def main():
+    run = TestRun("websocket", __doc__)
+    run.require_binaries()
+    h = Harness(run)
+    try:
+        svc = h.start_service("ws")
+        h.write_edge_config()
+        conf = h.pair_origin([("app.test", "/signaling", svc.ws_url), ("app.test", None, svc.http_url)])
+        edge = h.start_edge()
+        origin = h.start_origin(conf)
+        edge.wait_event("tunnel.up", timeout=10)
+        h.wait_ready(origin=origin)
+    except Exception as e:  # noqa: BLE001
+        run.setup_failed(e)
+
+    def arun(coro, timeout=60):
+        return asyncio.run(asyncio.wait_for(coro, timeout))
+
+    def connect(path="/signaling", **kw):
+        return ws_connect(path, h.cert, h.edge_host, h.https_port, **kw)
+
+    @run.case
+    def echo_sizes_no_compression():
+        async def go():
+            problems = []
+            async with connect(compression=None) as ws:
+                for size in SIZES:
+                    text = ("0123456789abcdef" * (size // 16 + 1))[:size]
+                    binary = hashlib.shake_256(b"b%d" % size).digest(size)
+                    for msg in (text, binary):
+                        await ws.send(msg)
+                        got = await asyncio.wait_for(ws.recv(), 30)
+                        kind = "text" if isinstance(msg, str) else "binary"
+                        if type(got) is not type(msg):
+                            problems.append("%s %d B came back as %s" % (kind, size, type(got).__name__))
+                        elif got != msg:
+                            problems.append("%s %d B altered (got %d B)" % (kind, size, len(got)))
+                await ws.close(1000)
+            return problems
+        problems = arun(go())
+        expect(not problems, "; ".join(problems))
+
+    @run.case
+    def echo_sizes_permessage_deflate_and_close_4001():
+        problems = arun(ws_echo_check("/signaling", h.cert, h.edge_host, h.https_port, sizes=SIZES,
+                                      close_code=4001))
+        expect(not problems, "; ".join(problems))
+
+    @run.case
+    def close_code_and_reason_preserved():
+        async def go():
+            async with connect() as ws:
+                await ws.send("before close")
+                expect_eq(await asyncio.wait_for(ws.recv(), 10), "before close", "echo")
+                await asyncio.wait_for(ws.close(4001, "going away now"), 10)
+                return ws.close_code, ws.close_reason
+        code, reason = arun(go())
+        expect_eq(code, 4001, "close code seen by the client")
+        expect_eq(reason, "going away now", "close reason seen by the client")
+
+    @run.case
+    def ping_pong():
+        async def go():
+            async with connect() as ws:
+                waiter = await ws.ping(b"hearth-ping")
+                await asyncio.wait_for(waiter, 5)
+                await ws.send("after ping")
+                return await asyncio.wait_for(ws.recv(), 10)
+        expect_eq(arun(go()), "after ping", "echo after ping/pong")
+
+    @run.case
+    def concurrent_sockets():
+        async def one(i):
+            async with connect() as ws:
+                for j in range(30):
+                    msg = ("s%d-m%d-" % (i, j)) * (1 + (i * j) % 200)
+                    if j % 2:
+                        msg = msg.encode()
+                    await ws.send(msg)
+                    got = await asyncio.wait_for(ws.recv(), 20)
+                    if got != msg:
+                        return "socket %d message %d altered" % (i, j)
+                await ws.close(4000 + i)
+                if ws.close_code != 4000 + i:
+                    return "socket %d: close code %r, expected %d" % (i, ws.close_code, 4000 + i)
+            return None
+
+        async def go():
+            return await asyncio.gather(*(one(i) for i in range(20)), return_exceptions=True)
+        results = arun(go(), 90)
+        bad = [r for r in results if r is not None]
+        expect(not bad, "%d of 20 concurrent sockets failed: %s" % (len(bad), [str(b) for b in bad[:5]]))
+
+    @run.case
+    def fragmentation_preserved():
+        from websockets.frames import Opcode
+
+        async def go():
+            async with connect("/signaling?fragments=1", compression=None) as ws:
+                await ws.write_frame(False, Opcode.TEXT, b"frag-1-")
+                await ws.write_frame(False, Opcode.CONT, b"frag-2-")
+                await ws.write_frame(True, Opcode.CONT, b"end")
+                text = await asyncio.wait_for(ws.recv(), 10)
+                text_frames = list(ws.frames)
+                parts = [hashlib.shake_256(b"f%d" % i).digest(100000) for i in range(3)]
+                await ws.write_frame(False, Opcode.BINARY, parts[0])
+                await ws.write_frame(False, Opcode.CONT, parts[1])
+                await ws.write_frame(True, Opcode.CONT, parts[2])
+                binary = await asyncio.wait_for(ws.recv(), 20)
+                binary_frames = list(ws.frames)
+                await ws.close(1000)
+                return text, text_frames, binary, binary_frames, b"".join(parts)
+        text, tf, binary, bf, want = arun(go())
+        expect_eq(text, "frag-1-frag-2-end", "reassembled fragmented text")
+        expect_eq(binary, want, "reassembled fragmented binary")
+        expect_eq([(int(o), f, n) for o, f, n in tf],
+                  [(int(Opcode.TEXT), False, 7), (int(Opcode.CONT), False, 7), (int(Opcode.CONT), True, 3)],
+                  "frames of the echoed fragmented text message (opcode, fin, length)")
+        expect_eq([(int(o), f, n) for o, f, n in bf],
+                  [(int(Opcode.BINARY), False, 100000), (int(Opcode.CONT), False, 100000),
+                   (int(Opcode.CONT), True, 100000)],
+                  "frames of the echoed fragmented binary message")
+
+    @run.case
+    def http_still_served_alongside():
+        st, _, body = h.request("GET", "/")
+        expect_eq(st, 200, "GET / status")
+        expect(b"/signaling" in body, "demo page mentions /signaling")
+
+    @run.case
+    def edge_and_origin_still_running():
+        expect(edge.alive(), "edge exited: %s" % edge.p.returncode)
+        expect(origin.alive(), "origin exited: %s" % origin.p.returncode)
+
+    run.finish()
+
+
+if __name__ == "__main__":
+    main()
