@@ -677,7 +677,7 @@ def _readline_timeout(f, timeout):
         sel.close()
 
 
-def read_http_response(sock, timeout=10.0):
+def read_http_response(sock, timeout=10.0, close_wait=2.0):
     """Read one HTTP/1.1 response head (and Content-Length body) from a raw socket.
 
     Returns (status or None, head text, body bytes, closed_after) where
@@ -714,7 +714,7 @@ def read_http_response(sock, timeout=10.0):
             body += d
     # Does the peer close now? (bounded)
     closed = False
-    sock.settimeout(2.0)
+    sock.settimeout(close_wait)
     try:
         d = sock.recv(65536)
         closed = (d == b"")

@@ -51,6 +51,9 @@ def main():
             expect("html" in hdrs.get("content-type", "") and 0 < len(body) < 65536,
                    "%s: expected a small HTML body, got Content-Type %r, %d bytes"
                    % (what, hdrs.get("content-type"), len(body)))
+            if i == 0:
+                print("   %s: %d in %.3fs, Retry-After %s, %d-byte %s body"
+                      % (what, st, dt, hdrs.get("retry-after"), len(body), hdrs.get("content-type")))
             time.sleep(0.05)
 
     def restart_and_expect_service(what):
@@ -78,6 +81,8 @@ def main():
             t_kill = time.monotonic()
             state["origin"].kill()
             results = [f.result(timeout=20) for f in futs]
+        print("   in-flight requests when the origin died: %s"
+              % [(st, round(dt, 2)) for st, _, _, dt in results])
         for st, _, _, dt in results:
             expect(st != 200, "in-flight request through a killed origin returned 200 (after %.2fs)" % dt)
         # Each ended within ~3 s of the kill (they started ~1 s before it).

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import socket
 import sys
 import time
 
@@ -51,7 +52,7 @@ def main():
     def get_page():
         r = h.curl("-i", "--max-time", "10", h.url("/"))
         expect_eq(r.returncode, 0, "curl exit code (%s)" % r.stderr.strip())
-        head, _, body = r.stdout.partition("\r\n\r\n")
+        head, _, body = r.stdout.replace("\r\n", "\n").partition("\n\n")
         expect(head.startswith("HTTP/1.1 200"), "status line: %r" % head.splitlines()[:1])
         expect("x-home-service: a" in head.lower(), "response should come from service A:\n" + head)
         expect("Hello from home" in body and "/signaling" in body, "demo page body: %r" % body[:200])
@@ -157,14 +158,14 @@ def main():
         try:
             for code in (204, 304):
                 sock.sendall(b"GET /status/%d HTTP/1.1\r\nHost: app.test\r\n\r\n" % code)
-                st, head, body, closed = read_http_response(sock, timeout=10)
+                st, head, body, closed = read_http_response(sock, timeout=10, close_wait=0.3)
                 expect_eq(st, code, "status")
                 expect_eq(body, b"", "%d body" % code)
                 expect(not re.search(r"(?im)^transfer-encoding:", head),
                        "%d must not carry Transfer-Encoding:\n%s" % (code, head))
                 expect(not closed, "connection closed after %d" % code)
             sock.sendall(b"GET /headers HTTP/1.1\r\nHost: app.test\r\n\r\n")
-            st, head, body, _ = read_http_response(sock, timeout=10)
+            st, head, body, _ = read_http_response(sock, timeout=10, close_wait=0.1)
             expect_eq(st, 200, "status after 204/304 on the same connection")
             expect_eq(json.loads(body)["path"], "/headers", "response after 204/304")
         finally:
@@ -320,11 +321,85 @@ def main():
         expect(not bad, "%d of 200 parallel curl requests failed: %s" % (len(bad), sorted(set(bad))))
 
     @run.case
+    def slow_reader_stalls_nothing_and_is_not_buffered():
+        # A client that stops reading a 1 GB download must neither stall other streams
+        # (per-stream flow control) nor make the edge/origin buffer the body.
+        def download_20mb(tag):
+            out = h.path("dl-%s.bin" % tag)
+            t = time.monotonic()
+            r = h.curl("--max-time", "20", "-o", out, "-w", "%{http_code}",
+                       h.url("/download?bytes=%d&seed=%s" % (20 * MB, tag)), timeout=30)
+            dt = time.monotonic() - t
+            expect_eq(r.stdout.strip(), "200", "20 MB download (%s) status (%s)" % (tag, r.stderr.strip()))
+            expect_eq(hashlib.sha256(open(out, "rb").read()).hexdigest(),
+                      home_service.download_sha256(20 * MB, tag), "sha256 of the 20 MB download (%s)" % tag)
+            os.unlink(out)
+            return dt
+
+        baseline = download_20mb("baseline")
+        rss0 = {p.name: rss_kb(p.pid) for p in (edge, origin)}
+        sock = socket.create_connection((h.edge_host, h.https_port), timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock = h.ssl_context().wrap_socket(sock, server_hostname="app.test")
+        try:
+            sock.sendall(b"GET /download?bytes=%d&seed=stall HTTP/1.1\r\nHost: app.test\r\n\r\n" % (1 << 30))
+            got = 0
+            while got < MB:
+                d = sock.recv(65536)
+                expect(d, "stalled download ended early after %d bytes" % got)
+                got += len(d)
+            time.sleep(3.0)  # the client reads nothing more
+            t = time.monotonic()
+            for i in range(20):
+                st, _, _ = h.request("GET", "/headers?during-stall=%d" % i, timeout=5)
+                expect_eq(st, 200, "request %d while another stream is stalled" % i)
+            dt_requests = time.monotonic() - t
+            dt = download_20mb("stalled")
+            rss1 = {p.name: rss_kb(p.pid) for p in (edge, origin)}
+            print("   RSS kB before/after stalling a 1 GB download: %s -> %s; 20 requests took %.2fs,"
+                  " a 20 MB download %.2fs (%.2fs with no stalled stream)" % (rss0, rss1, dt_requests, dt, baseline))
+            expect(dt < 4 * baseline + 3.0, "a 20 MB download took %.2fs next to a stalled stream, %.2fs without: "
+                                            "the stalled stream slows the others" % (dt, baseline))
+            for name in rss0:
+                grew = (rss1[name] - rss0[name]) / 1024.0
+                expect(grew < 64, "%s RSS grew by %.0f MB while a client stalled a download: "
+                                  "body buffered instead of flow-controlled?" % (name, grew))
+        finally:
+            sock.close()
+
+    @run.case
+    def admin_endpoints():
+        import http.client as hc
+        c = hc.HTTPConnection("127.0.0.1", h.admin_port, timeout=5)
+        try:
+            res = {}
+            for path in ("/healthz", "/readyz", "/metrics", "/status"):
+                c.request("GET", path)
+                r = c.getresponse()
+                res[path] = (r.status, r.read().decode(errors="replace"))
+        finally:
+            c.close()
+        for path in res:
+            expect_eq(res[path][0], 200, "admin GET %s status" % path)
+        for metric in ("hearth_tunnel_connections", "hearth_streams_active", "hearth_http_requests_total",
+                       "hearth_bytes_total"):
+            expect(metric in res["/metrics"][1], "/metrics lacks %s" % metric)
+        json.loads(res["/status"][1])
+
+    @run.case
     def edge_and_origin_still_running():
         expect(edge.alive(), "edge exited: %s" % edge.p.returncode)
         expect(origin.alive(), "origin exited: %s" % origin.p.returncode)
 
     run.finish()
+
+
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 def subprocess_run(argv, timeout=30):
