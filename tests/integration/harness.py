@@ -276,6 +276,18 @@ class Proc:
                     self.name, event, match or "", timeout, self.tail()))
             time.sleep(0.05)
 
+    def bad_log_lines(self):
+        """stderr lines that are not JSON objects with "ts", "level" and "event"."""
+        bad = []
+        for line in self.lines():
+            try:
+                ev = json.loads(line)
+                if not (isinstance(ev, dict) and all(k in ev for k in ("ts", "level", "event"))):
+                    bad.append(line)
+            except ValueError:
+                bad.append(line)
+        return bad
+
     def tail(self, n=25):
         return "\n".join("    | " + l[:400] for l in self.lines()[-n:])
 
@@ -340,7 +352,8 @@ class Service:
 class Harness:
     def __init__(self, run, netns_edge=None, netns_origin=None, tunnel_host="127.0.0.1"):
         self.run = run
-        self.tmp = tempfile.mkdtemp(prefix="hearth-it-%s-" % run.title)
+        _remove_stale_tmp_dirs()
+        self.tmp = tempfile.mkdtemp(prefix="hearth-it-%s-%d-" % (run.title, os.getpid()))
         self.procs = []
         run.on_cleanup(self._remove_tmp)
         run.on_cleanup(self.stop_all)
@@ -653,6 +666,24 @@ class Harness:
                 raise Failure("edge did not serve https://%s%s within %.0fs (last answer: %s)"
                               % (host, path, timeout, last[0]))
             time.sleep(0.1)
+
+
+def _remove_stale_tmp_dirs():
+    """Temp dirs of test runs that were SIGKILLed (their pid is gone)."""
+    import glob
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), "hearth-it-*")):
+        m = re.match(r"hearth-it-[a-z_]+-(\d+)-", os.path.basename(d))
+        if m and not pid_alive(int(m.group(1))):
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def pid_alive(pid):
+    """True if pid is a live (not zombie) process."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class _HTTPSConn(http.client.HTTPSConnection):

@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HERE, PYTHON, Failure, Harness, TestRun, expect, expect_eq,  # noqa: E402
-                     wait_until)
+                     pid_alive, wait_until)
 
 EDGE_IP, ROUTER_WAN_IP, CLIENT_IP = "198.18.0.1", "198.18.0.2", "198.18.0.3"
 ROUTER_LAN_IP, ORIGIN_IP = "10.99.0.1", "10.99.0.2"
@@ -61,7 +61,7 @@ def remove_stale_namespaces():
     r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
     for line in r.stdout.splitlines():
         m = re.match(r"(hx-(?:%s)-(\d+))\b" % "|".join(ROLES), line.strip())
-        if m and not os.path.exists("/proc/%s" % m.group(2)):
+        if m and not pid_alive(int(m.group(2))):
             subprocess.run(["ip", "netns", "del", m.group(1)], capture_output=True)
 
 

@@ -4,12 +4,15 @@
 While serving, SIGKILL the origin: in-flight requests end quickly (no hang) and
 new requests get 502/503 with Retry-After and a small HTML body, each within 2 s.
 Start the origin again: a request succeeds within 5 s, with the same edge process.
-Also: SIGTERM on an idle origin exits 0 promptly; and when the edge itself
-restarts, the origin reconnects by itself.
+Also: SIGTERM on an idle origin exits 0 promptly; when the edge itself
+restarts, the origin reconnects by itself; SIGTERM on the edge lets an in-flight
+request finish, then the edge exits 0.
 """
 
 import concurrent.futures
 import os
+import signal
+import subprocess
 import sys
 import time
 
@@ -129,6 +132,25 @@ def main():
         print("   origin reconnected %.2fs after the edge came back" % (time.monotonic() - t))
         expect(o.find("tunnel.retry", mark_o) is not None, "origin did not log tunnel.retry while the edge was down")
         expect(new_edge.alive(), "restarted edge exited")
+        state["edge"] = new_edge
+
+    @run.case
+    def edge_sigterm_drains_inflight_and_exits_0():
+        e = state.get("edge")
+        expect(e is not None and e.alive(), "no running edge left from the previous case")
+        with concurrent.futures.ThreadPoolExecutor(1) as ex:
+            fut = ex.submit(timed_request, "/slow?seconds=2", 15)
+            time.sleep(0.7)
+            t = time.monotonic()
+            e.signal(signal.SIGTERM)
+            st, _, body, dt = fut.result(timeout=20)
+        expect_eq(st, 200, "in-flight request across an edge SIGTERM (drain)")
+        try:
+            code = e.p.wait(10)
+        except subprocess.TimeoutExpired:
+            code = None
+        expect_eq(code, 0, "edge exit code after SIGTERM (within 10 s)")
+        print("   edge drained and exited %.2fs after SIGTERM" % (time.monotonic() - t))
 
     run.finish()
 

@@ -368,6 +368,50 @@ def main():
             sock.close()
 
     @run.case
+    def pipelined_requests_answered_in_order():
+        sock = h.tls_socket()
+        try:
+            reqs = b"".join(b"GET %s HTTP/1.1\r\nHost: app.test\r\n\r\n" % p
+                            for p in (b"/headers?n=1", b"/api/headers?n=2", b"/headers?n=3"))
+            sock.sendall(reqs)
+            got = []
+            for _ in range(3):
+                st, head, body, _ = read_http_response(sock, timeout=10, close_wait=0.0)
+                expect_eq(st, 200, "pipelined response status (head %r)" % head[:100])
+                got.append(json.loads(body)["path"])
+            expect_eq(got, ["/headers?n=1", "/api/headers?n=2", "/headers?n=3"], "pipelined responses, in order")
+        finally:
+            sock.close()
+
+    @run.case
+    def client_aborts_midway_then_all_is_well():
+        # upload: promise 100 MB, send 5 MB, vanish
+        sock = h.tls_socket()
+        try:
+            sock.sendall(b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n" % (100 * MB))
+            chunk = b"z" * 65536
+            for _ in range(80):
+                sock.sendall(chunk)
+        finally:
+            sock.close()
+        # download: read 1 MB of 500 MB, vanish
+        sock = h.tls_socket()
+        try:
+            sock.sendall(b"GET /download?bytes=%d&seed=abort HTTP/1.1\r\nHost: app.test\r\n\r\n" % (500 * MB))
+            got = 0
+            while got < MB:
+                d = sock.recv(65536)
+                if not d:
+                    break
+                got += len(d)
+        finally:
+            sock.close()
+        # WebSocket-less: a request right after still works, and no stream is left behind
+        st, _, _ = h.request("GET", "/headers")
+        expect_eq(st, 200, "request after two aborted transfers")
+        expect(edge.alive() and origin.alive(), "edge or origin died after aborted transfers")
+
+    @run.case
     def admin_endpoints():
         import http.client as hc
         c = hc.HTTPConnection("127.0.0.1", h.admin_port, timeout=5)
@@ -387,9 +431,32 @@ def main():
         json.loads(res["/status"][1])
 
     @run.case
+    def no_streams_left_open():
+        import http.client as hc
+
+        def active():
+            c = hc.HTTPConnection("127.0.0.1", h.admin_port, timeout=5)
+            try:
+                c.request("GET", "/metrics")
+                text = c.getresponse().read().decode()
+            finally:
+                c.close()
+            m = re.search(r"(?m)^hearth_streams_active(?:\{[^}]*\})?\s+(\d+)", text)
+            return int(m.group(1)) if m else None
+        deadline = time.monotonic() + 10
+        n = active()
+        while n != 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            n = active()
+        expect_eq(n, 0, "hearth_streams_active 10 s after every client connection closed (stream leak?)")
+
+    @run.case
     def edge_and_origin_still_running():
         expect(edge.alive(), "edge exited: %s" % edge.p.returncode)
         expect(origin.alive(), "origin exited: %s" % origin.p.returncode)
+        for p in (edge, origin):
+            bad = p.bad_log_lines()
+            expect(not bad, "%s: %d stderr lines are not JSON log events, e.g. %r" % (p.name, len(bad), bad[:3]))
 
     run.finish()
 

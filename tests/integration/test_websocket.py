@@ -148,6 +148,9 @@ def main():
     def edge_and_origin_still_running():
         expect(edge.alive(), "edge exited: %s" % edge.p.returncode)
         expect(origin.alive(), "origin exited: %s" % origin.p.returncode)
+        for p in (edge, origin):
+            bad = p.bad_log_lines()
+            expect(not bad, "%s: %d stderr lines are not JSON log events, e.g. %r" % (p.name, len(bad), bad[:3]))
 
     run.finish()
 
