@@ -193,6 +193,8 @@ class TestRun:
         os._exit(77)
 
     def finish(self):
+        for name, fn in getattr(self, "final_checks", []):
+            self.case(fn, name=name)
         self._cleanup()
         dt = time.monotonic() - self.t0
         if self.failures:
@@ -358,6 +360,8 @@ class Harness:
         run.on_cleanup(self._remove_tmp)
         run.on_cleanup(self.stop_all)
         run.failure_hooks = getattr(run, "failure_hooks", []) + [self.dump_logs]
+        run.final_checks = getattr(run, "final_checks", []) + [("no_sanitizer_reports",
+                                                                self.check_sanitizer_reports)]
         self.cert = None
         self.key = None
         self.edge_conf = None
@@ -380,9 +384,24 @@ class Harness:
             return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def stop_all(self):
+    def stop_all(self, timeout=3.0):
         for p in reversed(self.procs):
-            p.stop(3.0)
+            p.stop(timeout)
+
+    SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                         "WARNING: ThreadSanitizer", "ERROR: UndefinedBehaviorSanitizer")
+
+    def check_sanitizer_reports(self):
+        """Stop every process (SIGTERM: leak checks run at exit), then look for reports."""
+        self.stop_all(timeout=10.0)
+        found = []
+        for p in self.procs:
+            for i, line in enumerate(p.lines()):
+                if any(m in line for m in self.SANITIZER_MARKERS):
+                    found.append("%s (%s) line %d: %s" % (p.name, os.path.basename(p.log_path), i + 1,
+                                                          line.strip()[:300]))
+        if found:
+            raise Failure("sanitizer reports in process logs:\n    " + "\n    ".join(found[:10]))
 
     def dump_logs(self):
         """On failure: show the log tails of hearth processes (once per new content)."""
