@@ -46,11 +46,11 @@ struct ErrorQueueGuard {
 };
 
 // Keys and certificates are small; refuse anything absurd before handing it to a parser.
-constexpr std::size_t max_pem_size = 1 << 20;
+constexpr std::size_t max_pem_size = std::size_t{1} << 20;
 
 constexpr std::string_view pin_prefix = "sha256:";
 constexpr std::string_view token_prefix = "hearth1-";
-constexpr std::size_t max_token_size = 16 * 1024;
+constexpr std::size_t max_token_size = std::size_t{16} * 1024;
 
 constexpr std::string_view b64_std =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -259,7 +259,7 @@ bool add_subject_alt_names(X509* cert, const std::vector<std::string>& names) {
     if (sk_GENERAL_NAME_push(gens.get(), gen.get()) == 0) {
       return false;
     }
-    gen.release();  // owned by gens now
+    static_cast<void>(gen.release());  // owned by gens now
   }
   return X509_add1_ext_i2d(cert, NID_subject_alt_name, gens.get(), 0, X509V3_ADD_DEFAULT) == 1;
 }

@@ -193,7 +193,7 @@ std::string load_or_create_edge_key(const std::filesystem::path& state_dir) {
   // existing file, so two processes racing here agree on one key, and nobody ever
   // reads a half-written key.
   const auto tmp = state_dir / ("tunnel.key.tmp-" + crypto::random_hex(8));
-  const std::string pem = crypto::generate_private_key_pem();
+  std::string pem = crypto::generate_private_key_pem();
   write_file(tmp, pem, private_file_mode, O_EXCL);
   const int rc = ::link(tmp.c_str(), file.c_str());
   const int link_errno = errno;

@@ -255,7 +255,8 @@ TEST_CASE("join token: encode refuses fields with line breaks", "[crypto][token]
 TEST_CASE("join token: decode rejects garbage", "[crypto][token]") {
   const auto token = sample_token();
   const std::string key_b64 = b64(token.origin_key_pem, b64std);
-  const auto payload = [&](std::string edge, std::string pin, std::string name, std::string key) {
+  const auto payload = [&](const std::string& edge, const std::string& pin, const std::string& name,
+                           const std::string& key) {
     return "edge=" + edge + "\npin=" + pin + "\nname=" + name + "\nkey=" + key + "\n";
   };
   const std::string good = payload(token.edge, token.edge_pin, token.origin_name, key_b64);
@@ -318,7 +319,7 @@ TEST_CASE("join token: truncations and corruptions never crash", "[crypto][token
       c = static_cast<char>(rng() & 0xff);
     }
     if (i % 2 == 0) {
-      noise = "hearth1-" + noise;
+      noise.insert(0, "hearth1-");
     }
     CHECK_FALSE(crypto::decode_join_token(noise));
   }

@@ -124,7 +124,7 @@ hostnames = ["pi.example.com"]
   CHECK(c.drain_timeout == 15s);
   CHECK(c.keepalive_interval == 250ms);
   CHECK(c.keepalive_timeout == 3s);
-  CHECK(c.max_body_size == 10u * 1024 * 1024);
+  CHECK(c.max_body_size == 10ull * 1024 * 1024);
   CHECK(c.max_header_size == 65536u);
   CHECK(c.max_connections == 500u);
   REQUIRE(c.certificates.size() == 2);
@@ -149,7 +149,7 @@ TEST_CASE("edge.toml: defaults for optional keys", "[config][edge]") {
   CHECK(c.listen_https.port == 0);  // port 0: any port, for tests
   CHECK(c.workers == 0);
   CHECK(c.handshake_timeout == 10s);
-  CHECK(c.max_body_size == 100u * 1024 * 1024);
+  CHECK(c.max_body_size == 100ull * 1024 * 1024);
   CHECK(c.max_header_size == 32u * 1024);
   CHECK(c.max_connections == 20000u);
 }
