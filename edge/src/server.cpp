@@ -130,6 +130,8 @@ class Edge {
   asio::awaitable<void> tunnel_session(tcp::socket sock);
   asio::awaitable<void> reject(tunnel::TlsStream& tls, const std::string& peer,
                                const std::string& origin, const std::string& reason);
+  std::map<std::string, std::vector<std::string>> authorized_origins(
+      const std::filesystem::path& state_dir);
   void on_signal(error_code ec, int sig);
   void reload();
   void begin_drain();
@@ -145,7 +147,23 @@ class Edge {
   std::shared_ptr<asio::ssl::context> tunnel_ctx_;
   std::unique_ptr<tcp::acceptor> https_acc_, http_acc_, tunnel_acc_, admin_acc_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::mutex authorized_mu_;
+  std::map<std::string, std::vector<std::string>> last_authorized_;
 };
+
+// Read on every handshake so `invite` needs no reload. When the state files
+// cannot be read (a half-edited pins file), keep using the last good set
+// rather than locking every origin out.
+std::map<std::string, std::vector<std::string>> Edge::authorized_origins(
+    const std::filesystem::path& state_dir) {
+  std::lock_guard lock(authorized_mu_);
+  try {
+    last_authorized_ = config::load_authorized_origins(state_dir);
+  } catch (const std::exception& e) {
+    log::error("state.read_failed", {{"error", e.what()}, {"kept", "last good authorized keys"}});
+  }
+  return last_authorized_;
+}
 
 bool Edge::listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind) {
   try {
@@ -268,12 +286,7 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock) {
     co_return;
   }
   // Authorized keys are read on every handshake: `invite` needs no reload.
-  std::map<std::string, std::vector<std::string>> authorized;
-  try {
-    authorized = config::load_authorized_origins(cfg->state_dir);
-  } catch (const std::exception& e) {
-    log::error("state.read_failed", {{"error", e.what()}});
-  }
+  auto authorized = authorized_origins(cfg->state_dir);
   bool key_ok = false;
   for (const auto& p : authorized[hello->origin_name]) {
     if (crypto::pins_equal(p, *pin)) key_ok = true;

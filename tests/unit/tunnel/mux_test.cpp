@@ -189,7 +189,17 @@ TEST_CASE("many concurrent streams echo intact", "[tunnel][mux]") {
   for (std::size_t i = 0; i < results.size(); ++i) {
     asio::co_spawn(p.io, echo_client(p.edge, 1 + i * 37001, results[i]), asio::detached);
   }
-  p.io.run_for(std::chrono::seconds(20));
+  auto all_done = [&] {
+    for (const auto& r : results) {
+      if (!r.ok) return false;
+    }
+    return true;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!all_done() && std::chrono::steady_clock::now() < deadline) {
+    p.io.run_for(std::chrono::milliseconds(20));
+  }
+  p.io.run_for(std::chrono::milliseconds(100));  // let the streams close
   for (std::size_t i = 0; i < results.size(); ++i) {
     INFO("stream " << i << " received " << results[i].received);
     CHECK(results[i].ok);
