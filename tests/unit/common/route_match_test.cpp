@@ -197,6 +197,23 @@ TEST_CASE("RouteTable normalizes patterns and replaces duplicates", "[route_matc
   CHECK(empty.lookup("example.com", "/") == nullptr);
 }
 
+TEST_CASE("RouteTable ranks \"/\" below every other prefix", "[route_match]") {
+  // "/" matches targets that do not start with '/' too, so without a rule it
+  // would tie with a one-character prefix (found by route_match_fuzz).
+  for (const bool slash_first : {true, false}) {
+    RouteTable<int> table;
+    if (slash_first) {
+      table.add("h.example", "/", 1);
+    }
+    table.add("h.example", "*", 2);
+    if (!slash_first) {
+      table.add("h.example", "/", 1);
+    }
+    CHECK(*table.lookup("h.example", "*") == 2);
+    CHECK(*table.lookup("h.example", "/x") == 1);
+  }
+}
+
 TEST_CASE("RouteTable agrees with host_matches and path_matches", "[route_match]") {
   // The table is an index over the two predicates; check it against brute force
   // on a small grid so the sorted layout cannot drift from the documented rule.

@@ -72,7 +72,7 @@ class RouteTable {
   };
   struct Host {
     std::string key;            // exact host, or the suffix ".example.com" of "*.example.com"
-    std::vector<Route> routes;  // longest prefix first
+    std::vector<Route> routes;  // longest prefix first, "/" last
   };
 
   static const T* match_path(const Host& host, std::string_view path);
@@ -111,9 +111,11 @@ void RouteTable<T>::add(std::string host_pattern, std::string path_prefix, T val
     }
   }
   // Longest prefix first, so the first match in match_path() is the longest.
-  auto route_it = std::find_if(routes.begin(), routes.end(), [&](const Route& r) {
-    return r.prefix.size() < path_prefix.size();
-  });
+  // "/" matches every target, even one that does not start with '/' ("*"), so it
+  // ranks last: otherwise a one-character prefix would tie with it.
+  auto rank = [](const std::string& prefix) { return prefix == "/" ? 0 : prefix.size(); };
+  auto route_it = std::find_if(routes.begin(), routes.end(),
+                               [&](const Route& r) { return rank(r.prefix) < rank(path_prefix); });
   routes.insert(route_it, Route{std::move(path_prefix), std::move(value)});
   ++size_;
 }
