@@ -9,7 +9,8 @@
 #
 #   scripts/demo.sh                   interactive: runs until Ctrl-C
 #   scripts/demo.sh --check           non-interactive: check a 200 and a WebSocket echo
-#                                     through the tunnel, then stop (exit 0 or 1)
+#                                     through the tunnel, stop, check edge and origin
+#                                     exit 0 on SIGTERM; exit 0 or 1
 #   scripts/demo.sh --build-dir DIR   build into DIR (default build) and use DIR/bin
 #   scripts/demo.sh --bin-dir DIR     use the binaries in DIR; no install, no build
 #   scripts/demo.sh --no-build        use build/bin as it is; no install, no build
@@ -45,7 +46,7 @@ while (($#)); do
       shift
       ;;
     -h | --help)
-      sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) hearth_die "unknown argument: $1 (see --help)" ;;
@@ -105,8 +106,14 @@ https=https://localhost:$HEARTH_PORT_HTTPS
 if ((check)); then
   hearth_ws_echo "wss://localhost:$HEARTH_PORT_HTTPS/signaling" "$HEARTH_STACK_DIR/cert.pem" ||
     hearth_die "WebSocket echo through the tunnel failed"
+  # SIGTERM must end both programs cleanly (exit 0): this also catches sanitizer aborts.
+  hearth_stop_all 10
+  if ! hearth_check_clean_exit edge origin; then
+    touch "$status_file" # the report above says why; no need for the log tails again
+    hearth_die "edge or origin did not exit cleanly"
+  fi
   touch "$status_file"
-  hearth_log "ok: $https/ answered 200 and wss://localhost:$HEARTH_PORT_HTTPS/signaling echoed, through edge -> tunnel -> origin -> service"
+  hearth_log "ok: $https/ answered 200 and wss://localhost:$HEARTH_PORT_HTTPS/signaling echoed, through edge -> tunnel -> origin -> service; both exited 0 on SIGTERM"
   exit 0
 fi
 touch "$status_file"

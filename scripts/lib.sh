@@ -28,6 +28,7 @@ HEARTH_SERVICE=${HEARTH_SERVICE:-$HEARTH_ROOT/tests/integration/home_service.py}
 hearth_pids=()  # started by hearth_start, stopped in reverse order by hearth_stop_all
 hearth_names=()
 hearth_logs=()
+hearth_statuses=()
 
 hearth_log() { printf '%s: %s\n' "${HEARTH_LOG_PREFIX:-hearth}" "$*" >&2; }
 hearth_die() {
@@ -87,6 +88,7 @@ hearth_check_alive() {
       hearth_log "${hearth_names[$i]} exited (status $status); end of ${hearth_logs[$i]}:"
       tail -n 20 "${hearth_logs[$i]}" >&2 || true
       hearth_pids[i]=""
+      hearth_statuses[i]=$status
       return 1
     fi
   done
@@ -104,27 +106,46 @@ hearth_tail_logs() {
 }
 
 # hearth_stop_all [GRACE_SECONDS]: SIGTERM every started process (newest first), wait up
-# to GRACE seconds for each, then SIGKILL. Idempotent.
+# to GRACE seconds for each, then SIGKILL. Idempotent. Each exit status is kept in
+# hearth_statuses (same index as hearth_names; 128+N for signal N).
 hearth_stop_all() {
-  local grace=${1:-${HEARTH_STOP_GRACE:-10}} i pid deadline
+  local grace=${1:-${HEARTH_STOP_GRACE:-10}} i pid deadline status
   for ((i = ${#hearth_pids[@]} - 1; i >= 0; i--)); do
     pid=${hearth_pids[$i]}
     [[ -n "$pid" ]] || continue
     hearth_pids[i]=""
-    kill -TERM "$pid" 2>/dev/null || {
-      wait "$pid" 2>/dev/null || true
-      continue
-    }
-    deadline=$((SECONDS + grace))
-    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      hearth_log "${hearth_names[$i]} (pid $pid) still running after ${grace}s: SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
+    if kill -TERM "$pid" 2>/dev/null; then
+      deadline=$((SECONDS + grace))
+      while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.1
+      done
+      if kill -0 "$pid" 2>/dev/null; then
+        hearth_log "${hearth_names[$i]} (pid $pid) still running after ${grace}s: SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
     fi
-    wait "$pid" 2>/dev/null || true
+    status=0
+    wait "$pid" 2>/dev/null || status=$?
+    hearth_statuses[i]=$status
   done
+}
+
+# hearth_check_clean_exit NAME...: after hearth_stop_all, fail (naming them, with the end
+# of their logs) unless each named process exited 0, as SIGTERM should make it.
+hearth_check_clean_exit() {
+  local name i bad=0
+  for name in "$@"; do
+    for i in "${!hearth_names[@]}"; do
+      [[ "${hearth_names[$i]}" == "$name" ]] || continue
+      if [[ "${hearth_statuses[$i]:-?}" != 0 ]]; then
+        hearth_log "$name exited with status ${hearth_statuses[$i]:-unknown} after SIGTERM (0 expected); end of ${hearth_logs[$i]}:"
+        grep -E 'ERROR: |SUMMARY: |runtime error|^    #[0-9] ' "${hearth_logs[$i]}" | head -n 20 >&2 ||
+          tail -n 20 "${hearth_logs[$i]}" >&2 || true
+        bad=1
+      fi
+    done
+  done
+  return "$bad"
 }
 
 # hearth_wait_http URL CODE [CURL ARGS...]: poll until URL answers CODE, bounded by
