@@ -5,12 +5,14 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <thread>
 
 #include "hearth/common/crypto.hpp"
 #include "hearth/tunnel/handshake.hpp"
@@ -247,4 +249,38 @@ TEST_CASE("reset and connection loss fail pending reads", "[tunnel][mux]") {
     p.io.run_for(std::chrono::seconds(2));
     CHECK(ec == make_error_code(Errc::connection_lost));
   }
+}
+
+TEST_CASE("streams opened from another thread keep ids in order", "[tunnel][mux]") {
+  // The edge opens streams from client sessions on other workers. Ids must
+  // still reach the origin in increasing order (a bug once: ids taken from an
+  // atomic counter on the caller's thread arrived out of order).
+  Pair p;
+  make_pair(p);
+  asio::io_context users{1};
+  auto guard = asio::make_work_guard(p.io);
+  std::thread conn_thread([&] { p.io.run(); });
+  std::vector<EchoResult> results(100);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    asio::co_spawn(users, echo_client(p.edge, 1000 + i, results[i]), asio::detached);
+  }
+  auto user_guard = asio::make_work_guard(users);
+  auto done = [&] {
+    for (const auto& r : results) {
+      if (!r.ok) return false;
+    }
+    return true;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!done() && std::chrono::steady_clock::now() < deadline) {
+    users.run_for(std::chrono::milliseconds(20));
+  }
+  guard.reset();
+  p.edge->close("done");
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  p.io.stop();
+  conn_thread.join();
+  std::size_t ok = 0;
+  for (const auto& r : results) ok += r.ok ? 1 : 0;
+  CHECK(ok == results.size());
 }
