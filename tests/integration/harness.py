@@ -381,6 +381,7 @@ class Harness:
     def _remove_tmp(self):
         if self.run.args.keep or os.environ.get("HEARTH_KEEP_TMP"):
             print("kept temp dir %s" % self.tmp)
+            open(os.path.join(self.tmp, "KEEP"), "w").close()  # not removed as stale later
             return
         shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -692,7 +693,7 @@ def _remove_stale_tmp_dirs():
     import glob
     for d in glob.glob(os.path.join(tempfile.gettempdir(), "hearth-it-*")):
         m = re.match(r"hearth-it-[a-z_]+-(\d+)-", os.path.basename(d))
-        if m and not pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))) and not os.path.exists(os.path.join(d, "KEEP")):
             shutil.rmtree(d, ignore_errors=True)
 
 
