@@ -30,6 +30,13 @@ void Registry::rebuild_locked() {
   snap_ = std::move(snap);
 }
 
+void Registry::clear() {
+  std::lock_guard lock(mu_);
+  live_.clear();
+  known_.clear();
+  snap_ = std::make_shared<RouteSnapshot>();
+}
+
 std::shared_ptr<const RouteSnapshot> Registry::snapshot() const {
   std::lock_guard lock(mu_);
   return snap_;

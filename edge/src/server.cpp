@@ -139,14 +139,18 @@ class Edge {
   void stop_all();
 
   std::shared_ptr<EdgeShared> shared_;
-  asio::io_context control_{1};
+  // Workers are declared first so they are destroyed last: the control
+  // context's pending accepts hold sockets bound to worker contexts, and
+  // destroying those operations must find the workers' services alive.
   std::vector<std::unique_ptr<asio::io_context>> workers_;
+  asio::io_context control_{1};
   std::size_t next_worker_ = 0;
   asio::signal_set signals_;
   std::string edge_key_;
   std::shared_ptr<asio::ssl::context> tunnel_ctx_;
   std::unique_ptr<tcp::acceptor> https_acc_, http_acc_, tunnel_acc_, admin_acc_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::unique_ptr<asio::steady_timer> stop_timer_;
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
 };
@@ -428,8 +432,12 @@ void Edge::stop_all() {
   error_code ignored;
   if (admin_acc_) admin_acc_->close(ignored);
   signals_.cancel(ignored);
-  for (auto& w : workers_) w->stop();
-  control_.stop();
+  // Give the closes a moment to reach the sockets before the workers stop.
+  stop_timer_ = std::make_unique<asio::steady_timer>(control_, std::chrono::milliseconds(50));
+  stop_timer_->async_wait([this](error_code) {
+    for (auto& w : workers_) w->stop();
+    control_.stop();
+  });
 }
 
 int Edge::run() {
@@ -487,6 +495,7 @@ int Edge::run() {
   }
   for (auto& w : workers_) w->stop();
   for (auto& t : threads) t.join();
+  shared_->registry.clear();
   log::info("edge.stopped");
   return 0;
 }

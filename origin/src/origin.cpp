@@ -94,8 +94,11 @@ class Origin {
   void stop_all();
 
   std::shared_ptr<const config::OriginConfig> cfg_;
-  asio::io_context control_{1};
+  // Workers are declared first so they are destroyed last: the control
+  // context's pending accepts hold sockets bound to worker contexts, and
+  // destroying those operations must find the workers' services alive.
   std::vector<std::unique_ptr<asio::io_context>> workers_;
+  asio::io_context control_{1};
   asio::signal_set signals_;
   std::shared_ptr<asio::ssl::context> tunnel_ctx_;
   std::shared_ptr<asio::ssl::context> service_tls_;

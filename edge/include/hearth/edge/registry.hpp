@@ -44,6 +44,9 @@ class Registry {
 
   void add(std::shared_ptr<const TunnelInfo> t);
   void remove(std::uint64_t id);
+  // Drops every tunnel (at exit: connections hold callbacks that hold the
+  // registry, a cycle only this breaks).
+  void clear();
 
   std::shared_ptr<const RouteSnapshot> snapshot() const;
 
