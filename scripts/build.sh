@@ -52,7 +52,9 @@ done
 if ((sanitize)); then
   build_dir=${build_dir:-build-asan}
   build_type=${build_type:-Debug}
-  extra=(-DHEARTH_SANITIZE=ON "${extra[@]}")
+  # -g1 (line tables only): sanitizer stack traces keep file:line, and the build is
+  # ~15% cheaper than with full -g (Boost coroutine code makes huge debug info).
+  extra=(-DHEARTH_SANITIZE=ON -DCMAKE_CXX_FLAGS_DEBUG=-g1 "${extra[@]}")
 else
   build_dir=${build_dir:-build}
   build_type=${build_type:-Release}
