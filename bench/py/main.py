@@ -205,44 +205,74 @@ def main():
             log("round %d %s %s: %s" % (rnd, stack, wl, ", ".join(
                 "%s=%.4g" % (k, v) for k, v in res.items() if v is not None)))
 
+        def measure(wl, s):
+            """One sample of workload wl on stack s: [(name, {metric: value})], [] if n/a."""
+            if wl == "https":
+                return [("https", W.wrk(lab, s, a.wrk_threads, a.wrk_conns, p["wrk_s"], workdir))]
+            if wl == "dl":
+                return [("dl1", W.download(lab, s, 1)), ("dl8", W.download(lab, s, 8))]
+            if wl == "ws":
+                return [("ws", W.ws_echo(lab, s, a.ws_sockets, a.ws_procs, p["ws_s"]))]
+            if wl == "probe":
+                return [("probe", W.ws_echo(lab, s, 10, 1, p["probe_s"], interval_ms=10))]
+            if wl == "busy":
+                bg = W.BackgroundDownloads(lab, s, a.busy_downloads, p["busy_s"] + 1.5)
+                return [("busy", W.ws_echo(lab, s, 10, 1, p["busy_s"], interval_ms=10, background=bg))]
+            if wl == "idle" and s != "S0":  # S0 has no VPS side
+                restart_vps_side(lab, s, a)
+                return [("idle", W.idle_memory(lab, s, p["idle_conns"], 4))]
+            if wl == "recovery" and s not in ("S0", "S1"):  # no tunnel
+                return [("recovery", W.recovery(lab, s, a.log_level))]
+            return []
+
         for rnd in range(1, p["rounds"] + 1):
             order = a.stacks[rnd - 1:] + a.stacks[:rnd - 1]  # rotate: no stack always goes first
             for wl in a.workloads:
                 for s in order:
-                    lab.check_alive()
-                    busy = wait_quiet(a.quiet_wait, a.quiet_busy) if a.quiet_wait > 0 else cpu_busy()
+                    for attempt in (1, 2):
+                        busy = wait_quiet(a.quiet_wait, a.quiet_busy) if a.quiet_wait > 0 else cpu_busy()
+                        healed = lab.heal(a.log_level, a.nginx_keepalive)
+                        if healed:
+                            meta.setdefault("healed", []).append("round %d before %s %s: %s" % (
+                                rnd, wl, s, ", ".join(healed)))
+                        try:
+                            out = measure(wl, s)
+                        except (RuntimeError, TimeoutError, ValueError, OSError,
+                                subprocess.SubprocessError, KeyError) as e:
+                            # One failed sample must not lose a 30-minute run: report it,
+                            # leave the cell empty (or to the other rounds) and go on.
+                            log("round %d %s %s FAILED: %s" % (rnd, s, wl, e))
+                            meta.setdefault("failed", []).append("round %d %s %s: %s" % (
+                                rnd, wl, s, str(e).splitlines()[0][:200]))
+                            try:
+                                lab.diagnose()
+                                lab.heal(a.log_level, a.nginx_keepalive)
+                            except Exception as e2:  # noqa: BLE001
+                                log("could not recover from it: %s" % e2)
+                                raise
+                            out = []
+                            break
+                        # recovery stops and starts the home side itself; anything else
+                        # that died during the measurement makes it worthless.
+                        dead = [n for n, pr in lab.procs.items() if not pr.alive()]
+                        if dead and attempt == 1:
+                            log("round %d %s %s: %s died during the measurement: measuring again" % (
+                                rnd, s, wl, ", ".join(dead)))
+                            continue
+                        break
                     samples.append((rnd, s, "ctx.busy_before", busy))
-                    if wl == "https":
-                        res = W.wrk(lab, s, a.wrk_threads, a.wrk_conns, p["wrk_s"], workdir)
-                    elif wl == "dl":
-                        record(rnd, s, "dl1", W.download(lab, s, 1))
-                        res = W.download(lab, s, 8)
-                        wl_name = "dl8"
-                        record(rnd, s, wl_name, res)
-                        continue
-                    elif wl == "ws":
-                        res = W.ws_echo(lab, s, a.ws_sockets, a.ws_procs, p["ws_s"])
-                    elif wl == "probe":
-                        res = W.ws_echo(lab, s, 10, 1, p["probe_s"], interval_ms=10)
-                    elif wl == "busy":
-                        bg = W.BackgroundDownloads(lab, s, a.busy_downloads, p["busy_s"] + 1.5)
-                        res = W.ws_echo(lab, s, 10, 1, p["busy_s"], interval_ms=10, background=bg)
-                    elif wl == "idle":
-                        if s == "S0":
-                            continue  # no VPS side
-                        restart_vps_side(lab, s, a)
-                        res = W.idle_memory(lab, s, p["idle_conns"], 4)
-                    elif wl == "recovery":
-                        if s in ("S0", "S1"):
-                            continue  # no tunnel
-                        res = W.recovery(lab, s, a.log_level)
-                    record(rnd, s, wl, res)
+                    for name, res in out:
+                        record(rnd, s, name, res)
         log("done in %.0f s" % (time.monotonic() - t_start))
     except KeyboardInterrupt as e:
         log("interrupted (%s): writing what was measured" % e)
         status = 130
     except Exception:  # noqa: BLE001 - report, clean up, keep partial results
         traceback.print_exc()
+        try:
+            lab.diagnose()
+        except Exception as e:  # noqa: BLE001
+            log("diagnose: %s" % e)
         status = 1
     finally:
         log("stopping everything")
@@ -250,6 +280,14 @@ def main():
     if samples:
         meta["duration"] = "%.0f s" % (time.monotonic() - t_start)
         meta["machine"]["run time"] = meta["duration"]
+        busy = sorted(v for _, _, k, v in samples if k == "ctx.busy_before")
+        if busy:
+            meta["machine"]["CPU busy before a measurement (median, max)"] = "%.0f %%, %.0f %%" % (
+                100 * busy[len(busy) // 2], 100 * busy[-1])
+        if meta.get("failed"):
+            meta["machine"]["failed samples"] = "; ".join(meta["failed"])
+        if meta.get("healed"):
+            meta["machine"]["processes found dead and restarted"] = "; ".join(meta["healed"])
         table, summary, _ = report.write_all(a.out_dir, samples, meta, params_md(a))
         print(table)
         print()

@@ -287,10 +287,17 @@ http {{
 }}
 """.format(d=self.dir, www=www, port=SVC_HTTP))
         os.makedirs(os.path.join(self.dir, "tmp-home"), exist_ok=True)
+        self.start_svc_nginx()
+        self.start_svc_ws()
+
+    def start_svc_nginx(self):
+        conf = os.path.join(self.dir, "nginx-home.conf")
         self.spawn("svc-nginx", self.ns_home, ["nginx", "-c", conf, "-g", "daemon off;"])
+        self.wait_port(self.ns_home, SVC_HTTP, "home nginx")
+
+    def start_svc_ws(self):
         self.spawn("svc-ws", self.ns_home, [self.node, os.path.join(self.js, "ws_echo_server.js"),
                                             "0.0.0.0", str(SVC_WS)])
-        self.wait_port(self.ns_home, SVC_HTTP, "home nginx")
         self.wait_port(self.ns_home, SVC_WS, "home ws echo")
 
     # ----- S1-S3: nginx on the VPS --------------------------------------------------------
@@ -585,6 +592,51 @@ service = "http://127.0.0.1:{http}"
         """The home-side tunnel process of a stack (not the shared service)."""
         name = {"S2": "home-ssh", "S3": "home-wg", "S4": "home-origin"}.get(stack)
         return [self.procs[name].pid] if name in self.procs else []
+
+    def heal(self, log_level, nginx_keepalive):
+        """Restart whatever exited by itself (or was stopped from outside this run: the
+        machine is shared). Returns the names restarted; the caller records them."""
+        dead = [n for n, p in self.procs.items() if not p.alive()]
+        if not dead:
+            return []
+        for n in dead:
+            p = self.procs.pop(n)
+            log("%s (pid %d) exited with %s, not stopped by this run: restarting it" % (
+                n, p.pid, p.popen.returncode))
+        if "svc-nginx" in dead:
+            self.start_svc_nginx()
+        if "svc-ws" in dead:
+            self.start_svc_ws()
+        if "vps-nginx" in dead:
+            self.start_nginx_vps(nginx_keepalive)
+        if "vps-sshd" in dead or "home-ssh" in dead:
+            if "vps-sshd" in dead:
+                self.start_sshd()
+            self.stop_ssh_client()
+            self.start_ssh_client()
+        if "vps-wg" in dead or "home-wg" in dead:
+            for side in ("home", "vps"):
+                if "%s-wg" % side in self.procs:
+                    self.stop_wg(side)
+            self.start_wg("vps")
+            self.start_wg("home")
+        if "vps-edge" in dead:
+            self.start_edge(log_level)
+        if "home-origin" in dead or "vps-edge" in dead:
+            if "home-origin" in dead:
+                self.start_origin(log_level)
+        for st in STACKS:
+            self.wait_http(self.url(st, "/small"), "%s after restarting %s" % (st, ", ".join(dead)))
+        return dead
+
+    def diagnose(self):
+        """For a failure report: what is still running and what listens where."""
+        for name, p in self.procs.items():
+            log("  %-12s pid %-7d %s" % (name, p.pid, "running" if p.alive() else
+                                          "exited with %s" % p.popen.returncode))
+        for ns in self.made_ns:
+            r = self.nsexec(ns, ["ss", "-Hltnup"], check=False)
+            log("  listening in %s:\n%s" % (ns, r.stdout.rstrip()))
 
     def _ns_inode(self, ns):
         try:

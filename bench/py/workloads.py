@@ -64,18 +64,24 @@ def download(lab, stack, parallel):
     One stream downloads /large; N streams download /part each (large / N bytes)."""
     path, size = ("/large", lab.large_bytes) if parallel == 1 else ("/part", lab.part_bytes)
     url = lab.url(stack, path)
-    t0 = time.monotonic()
-    procs = [subprocess.Popen(_ns(lab, _curl_argv(lab, url)), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(parallel)]
-    total = 0
-    for p in procs:
-        out, err = p.communicate(timeout=900)
-        parts = out.split()
-        if p.returncode != 0 or len(parts) != 2 or parts[0] != "200" or int(parts[1]) != size:
-            raise RuntimeError("%s download %s: curl exit %d, %r %s" % (stack, url, p.returncode, out, err))
-        total += int(parts[1])
-    elapsed = time.monotonic() - t0
-    return {"mbs": total / elapsed / 1e6}
+    for attempt in (1, 2):
+        t0 = time.monotonic()
+        procs = [subprocess.Popen(_ns(lab, _curl_argv(lab, url)), stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(parallel)]
+        total, failed = 0, None
+        for p in procs:
+            out, err = p.communicate(timeout=900)
+            parts = out.split()
+            if p.returncode != 0 or len(parts) != 2 or parts[0] != "200" or int(parts[1]) != size:
+                failed = "%s download %s: curl exit %d, %r %s" % (stack, url, p.returncode, out, err)
+            else:
+                total += int(parts[1])
+        elapsed = time.monotonic() - t0
+        if not failed:
+            return {"mbs": total / elapsed / 1e6, "dl_retries": attempt - 1}
+        if attempt == 1:
+            log(failed + ": once more")
+    raise RuntimeError(failed)
 
 
 class BackgroundDownloads:
