@@ -61,7 +61,10 @@ asio::awaitable<void> http_redirect_session(std::shared_ptr<EdgeShared> shared, 
 }
 
 asio::awaitable<void> admin_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock) {
-  co_await admin::session(std::move(sock), [shared](std::string_view path) {
+  // A named handler, not a lambda temporary inside the co_await expression:
+  // GCC 12 destroys such temporaries twice (an extra shared_ptr release that
+  // freed EdgeShared under ASan).
+  admin::Handler handler = [shared](std::string_view path) {
     admin::Response r;
     bool draining = shared->draining.load();
     if (path == "/healthz") {
@@ -81,7 +84,8 @@ asio::awaitable<void> admin_session(std::shared_ptr<EdgeShared> shared, tcp::soc
       r.body = "not found\n";
     }
     return r;
-  });
+  };
+  co_await admin::session(std::move(sock), std::move(handler));
 }
 
 }  // namespace hearth::edge

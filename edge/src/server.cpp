@@ -128,8 +128,8 @@ class Edge {
   bool listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind);
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, int kind);
   asio::awaitable<void> tunnel_session(tcp::socket sock);
-  asio::awaitable<void> reject(tunnel::TlsStream& tls, const std::string& peer,
-                               const std::string& origin, const std::string& reason);
+  asio::awaitable<void> reject(tunnel::TlsStream& tls, std::string peer, std::string origin,
+                               std::string reason);
   std::map<std::string, std::vector<std::string>> authorized_origins(
       const std::filesystem::path& state_dir);
   void on_signal(error_code ec, int sig);
@@ -228,8 +228,9 @@ asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
   }
 }
 
-asio::awaitable<void> Edge::reject(tunnel::TlsStream& tls, const std::string& peer,
-                                   const std::string& origin, const std::string& reason) {
+// Parameters by value (house rule for coroutines): the frame owns them.
+asio::awaitable<void> Edge::reject(tunnel::TlsStream& tls, std::string peer, std::string origin,
+                                   std::string reason) {
   shared_->metrics.tunnels_refused.fetch_add(1);
   log::warn("tunnel.refused", {{"peer", peer}, {"origin", origin}, {"reason", reason}});
   auto payload = tunnel::encode_reason(reason);

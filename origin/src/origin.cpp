@@ -413,10 +413,8 @@ asio::awaitable<void> Origin::admin_loop(tcp::acceptor& acc) {
       if (!acc.is_open()) co_return;
       continue;
     }
-    asio::co_spawn(
-        control_,
-        admin::session(std::move(sock), [this](std::string_view p) { return admin_response(p); }),
-        log_exception);
+    admin::Handler handler = [this](std::string_view p) { return admin_response(p); };
+    asio::co_spawn(control_, admin::session(std::move(sock), std::move(handler)), log_exception);
   }
 }
 
