@@ -39,11 +39,14 @@ def parse():
     p.add_argument("--log-level", default="warn", help="hearth's --log-level (default warn: no per-request lines)")
     p.add_argument("--nginx-keepalive", type=int, default=64,
                    help="nginx upstream keepalive pool (default 64, as seed 000; 0 = a connection per request)")
+    p.add_argument("--edge-workers", type=int, default=0, help="hearth-edge `workers` (default 0 = one per core)")
+    p.add_argument("--origin-workers", type=int, default=0, help="hearth-origin `workers` (default 0 = one per core)")
     p.add_argument("--wrk-threads", type=int, default=2)
     p.add_argument("--wrk-conns", type=int, default=64)
     p.add_argument("--ws-sockets", type=int, default=1000)
     p.add_argument("--ws-procs", type=int, default=2, help="node client processes for the 1,000-socket echo")
     p.add_argument("--idle-conns", type=int)
+    p.add_argument("--large-mb", type=int, help="size of /large in MiB (quick 256, full 1024)")
     p.add_argument("--busy-downloads", type=int, default=1, help="downloads kept running during 'busy'")
     p.add_argument("--docs", dest="docs", action="store_true", default=None,
                    help="update docs/benchmarks.md (default: in full mode only)")
@@ -59,6 +62,8 @@ def parse():
         preset["rounds"] = a.rounds
     if a.idle_conns:
         preset["idle_conns"] = a.idle_conns
+    if a.large_mb:
+        preset["large_mb"] = a.large_mb
     a.preset = preset
     a.mode = "quick" if a.quick else "full"
     a.stacks = [s.strip() for s in a.stacks.split(",") if s.strip()]
@@ -80,6 +85,18 @@ def version(argv):
         return (r.stdout + r.stderr).strip().splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "?"
+
+
+def build_type(bin_dir):
+    try:
+        with open(os.path.join(os.path.dirname(os.path.abspath(bin_dir)), "CMakeCache.txt")) as f:
+            for line in f:
+                if line.startswith("CMAKE_BUILD_TYPE:"):
+                    t = line.split("=", 1)[1].strip()
+                    return {"Release": "Release -O3", "RelWithDebInfo": "RelWithDebInfo -O2 -g"}.get(t, t)
+    except OSError:
+        pass
+    return "build type unknown"
 
 
 def machine(a):
@@ -105,7 +122,7 @@ def machine(a):
         "CPU": "%s, %d cores, %.0f GiB" % (cpu, os.cpu_count(), mem),
         "OS": "%s, kernel %s" % (osname, platform.release()),
         "load average at start": " ".join("%.2f" % x for x in os.getloadavg()),
-        "hearth": version([a.bin_dir + "/hearth-edge", "--version"]) + " (" + a.bin_dir + ")",
+        "hearth": "%s (%s, %s)" % (version([a.bin_dir + "/hearth-edge", "--version"]), a.bin_dir, build_type(a.bin_dir)),
         "nginx": version(["nginx", "-v"]),
         "OpenSSH": version(["ssh", "-V"]),
         "wireguard-go": version(["wireguard-go", "--version"]),
@@ -134,7 +151,8 @@ def params_md(a):
         "Processes are restarted before each measurement so every stack starts from a fresh heap." % p["idle_conns"],
         "- recovery: stop the home side cleanly (ssh / wireguard-go / hearth-origin), then a poller opens a "
         "new HTTPS connection every 10 ms; time from starting the home side again to the first 200.",
-        "- nginx upstream keepalive pool: %d." % a.nginx_keepalive,
+        "- nginx upstream keepalive pool: %d; hearth workers: edge %s, origin %s." % (
+            a.nginx_keepalive, a.edge_workers or "one per core", a.origin_workers or "one per core"),
     ])
 
 
@@ -176,7 +194,8 @@ def main():
     p = a.preset
     workdir = tempfile.mkdtemp(prefix="hearth-bench.")
     large = p["large_mb"] << 20
-    lab = Lab(ROOT, os.path.abspath(a.bin_dir), workdir, large_bytes=large, part_bytes=large // 8)
+    lab = Lab(ROOT, os.path.abspath(a.bin_dir), workdir, large_bytes=large, part_bytes=large // 8,
+              edge_workers=a.edge_workers, origin_workers=a.origin_workers)
 
     def on_signal(signum, _frame):
         raise KeyboardInterrupt("signal %d" % signum)

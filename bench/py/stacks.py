@@ -138,7 +138,9 @@ def rss_kib(pids):
 class Lab:
     """Namespaces, the shared home service and all five stacks."""
 
-    def __init__(self, root, bin_dir, workdir, large_bytes, part_bytes, small_bytes=512):
+    def __init__(self, root, bin_dir, workdir, large_bytes, part_bytes, small_bytes=512,
+                 edge_workers=0, origin_workers=0):
+        self.edge_workers, self.origin_workers = edge_workers, origin_workers
         self.root, self.bin_dir, self.dir = root, bin_dir, workdir
         self.js = os.path.join(root, "bench", "js")
         self.node = shutil.which("node") or "/usr/bin/node"
@@ -505,6 +507,7 @@ listen_https  = "127.0.0.1:{https}"
 listen_tunnel = "{vps}:{tunnel}"
 listen_admin  = "127.0.0.1:{admin}"
 state_dir     = "{d}/state"
+workers       = {workers}
 
 [[tls.certificates]]
 cert = "{cert}"
@@ -513,7 +516,7 @@ key  = "{key}"
 [[origins]]
 name = "home"
 hostnames = ["localhost"]
-""".format(https=EDGE_PORT["S4"], vps=VPS_IP, tunnel=TUNNEL_PORT, admin=ADMIN_PORT, d=d,
+""".format(workers=self.edge_workers, https=EDGE_PORT["S4"], vps=VPS_IP, tunnel=TUNNEL_PORT, admin=ADMIN_PORT, d=d,
            cert=self.cert, key=self.key))
         edge, origin = self.bin_dir + "/hearth-edge", self.bin_dir + "/hearth-origin"
         run([edge, "check", "--config", d + "/edge.toml"])
@@ -531,6 +534,8 @@ hostnames = ["localhost"]
             lines.append(line)
         while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("#")):
             lines.pop()
+        if self.origin_workers:
+            lines.append("workers     = %d" % self.origin_workers)
         with open(d + "/origin.toml", "w") as f:
             f.write("\n".join(lines) + """
 
