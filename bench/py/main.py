@@ -89,6 +89,15 @@ def version(argv):
 
 def build_type(bin_dir):
     try:
+        built = time.strftime("built %Y-%m-%d %H:%M", time.localtime(
+            os.stat(os.path.join(bin_dir, "hearth-edge")).st_mtime))
+    except OSError:
+        built = "?"
+    return built + ", " + _build_type(bin_dir)
+
+
+def _build_type(bin_dir):
+    try:
         with open(os.path.join(os.path.dirname(os.path.abspath(bin_dir)), "CMakeCache.txt")) as f:
             for line in f:
                 if line.startswith("CMAKE_BUILD_TYPE:"):
