@@ -80,4 +80,30 @@ function onCommand(handler) {
   process.stdin.on('end', () => handler('eof'));
 }
 
-module.exports = { open, openMany, Histogram, onCommand };
+// closeAll(socks): close every socket with a WebSocket close (1000) and wait (at most
+// `ms`) for the closes to complete, then drop what is left. A clean close lets every stack
+// tear the whole path down at once; a vanished client is a separate case (see
+// docs/benchmarks.md, "A WebSocket whose client vanishes").
+function closeAll(socks, ms = 3000) {
+  return new Promise((resolve) => {
+    let open = 0;
+    const done = () => { if (--open <= 0) finish(); };
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      for (const ws of socks) if (ws.readyState !== 3) ws.terminate();
+      resolve();
+    };
+    for (const ws of socks) {
+      if (ws.readyState === 3) continue;
+      open++;
+      ws.once('close', done);
+      try { ws.close(1000); } catch (e) { done(); }
+    }
+    if (open === 0) finish();
+    setTimeout(finish, ms);
+  });
+}
+
+module.exports = { open, openMany, Histogram, onCommand, closeAll };

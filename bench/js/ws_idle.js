@@ -9,7 +9,7 @@
 function emit(obj, then) {
   process.stdout.write(JSON.stringify(obj) + '\n', then);
 }
-const { openMany, onCommand } = require('./common');
+const { openMany, onCommand, closeAll } = require('./common');
 
 const args = { url: '', sockets: 1000, ca: '', parallel: 64 };
 for (let i = 2; i < process.argv.length; i += 2) {
@@ -35,7 +35,7 @@ async function main() {
   emit({ ready: true, sockets: socks.length, connect_ms: Date.now() - t0, connect_failures: failures });
   await new Promise((resolve) => onCommand((c) => { if (c === 'stop' || c === 'eof') resolve(); }));
   const closedWhileIdle = closed;
-  for (const ws of socks) ws.terminate();
+  await closeAll(socks);
   emit({ done: true, closed_while_idle: closedWhileIdle }, () => process.exit(0));
 }
 

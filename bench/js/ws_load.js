@@ -16,7 +16,7 @@
 function emit(obj, then) {
   process.stdout.write(JSON.stringify(obj) + '\n', then);
 }
-const { openMany, Histogram, onCommand } = require('./common');
+const { openMany, Histogram, onCommand, closeAll } = require('./common');
 
 const args = { url: '', sockets: 100, seconds: 10, warmup: 1, size: 64, 'interval-ms': 0, ca: '' };
 for (let i = 2; i < process.argv.length; i += 2) {
@@ -76,7 +76,7 @@ async function main() {
   measuring = false;
   const window_s = Number(process.hrtime.bigint() - m0) / 1e9;
   stopped = true;
-  for (const ws of socks) ws.terminate();
+  await closeAll(socks);
   emit({ messages: hist.n, window_s, errors, closed_early: closedEarly, hist: hist.toJSON() }, () => process.exit(0));
 }
 
