@@ -18,136 +18,14 @@ Namespaces are named hx-<role>-<pid> and are always deleted.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (HERE, PYTHON, Failure, Harness, TestRun, expect, expect_eq,  # noqa: E402
-                     pid_alive, wait_until)
-
-EDGE_IP, ROUTER_WAN_IP, CLIENT_IP = "198.18.0.1", "198.18.0.2", "198.18.0.3"
-ROUTER_LAN_IP, ORIGIN_IP = "10.99.0.1", "10.99.0.2"
-ROLES = ("wan", "edge", "client", "router", "origin")
-
-
-def sh(*argv, check=True, timeout=20, netns=None):
-    argv = list(argv)
-    if netns:
-        argv = ["ip", "netns", "exec", netns] + argv
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    if check and r.returncode != 0:
-        raise Failure("command failed (%d): %s\n%s%s" % (r.returncode, " ".join(argv), r.stdout, r.stderr))
-    return r
-
-
-def netns_available():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, nftables)"
-    for tool in ("ip", "nft"):
-        if not shutil.which(tool):
-            return "`%s` not found" % tool
-    probe = "hx-probe-%d" % os.getpid()
-    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if r.returncode != 0:
-        return "`ip netns add` fails here: %s" % r.stderr.strip()
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
-def remove_stale_namespaces():
-    """Delete hx-*-<pid> namespaces left by a test run that was SIGKILLed."""
-    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
-    for line in r.stdout.splitlines():
-        m = re.match(r"(hx-(?:%s)-(\d+))\b" % "|".join(ROLES), line.strip())
-        if m and not pid_alive(int(m.group(2))):
-            subprocess.run(["ip", "netns", "del", m.group(1)], capture_output=True)
-
-
-class Topology:
-    def __init__(self):
-        pid = os.getpid()
-        self.ns = {role: "hx-%s-%d" % (role, pid) for role in ROLES}
-        self.created = []
-
-    def __getattr__(self, role):
-        ns = self.__dict__.get("ns", {})
-        if role in ns:
-            return ns[role]
-        raise AttributeError(role)
-
-    def destroy(self):
-        for ns in reversed(self.created):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
-        self.created = []
-
-    def build(self):
-        for role in ROLES:
-            sh("ip", "netns", "add", self.ns[role])
-            self.created.append(self.ns[role])
-            sh("ip", "-n", self.ns[role], "link", "set", "lo", "up")
-        wan = self.wan
-        sh("ip", "-n", wan, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", wan, "link", "set", "br0", "up")
-        # internet side: edge, client, router WAN, all on the bridge
-        for role, ifname, addr in (("edge", "eth0", EDGE_IP), ("client", "eth0", CLIENT_IP),
-                                   ("router", "wan0", ROUTER_WAN_IP)):
-            port = "p-" + role
-            sh("ip", "-n", wan, "link", "add", port, "type", "veth", "peer", "name", ifname,
-               "netns", self.ns[role])
-            sh("ip", "-n", wan, "link", "set", port, "master", "br0", "up")
-            sh("ip", "-n", self.ns[role], "addr", "add", addr + "/24", "dev", ifname)
-            sh("ip", "-n", self.ns[role], "link", "set", ifname, "up")
-        # home LAN: router lan0 <-> origin eth0
-        sh("ip", "-n", self.router, "link", "add", "lan0", "type", "veth", "peer", "name", "eth0",
-           "netns", self.origin)
-        sh("ip", "-n", self.router, "addr", "add", ROUTER_LAN_IP + "/24", "dev", "lan0")
-        sh("ip", "-n", self.router, "link", "set", "lan0", "up")
-        sh("ip", "-n", self.origin, "addr", "add", ORIGIN_IP + "/24", "dev", "eth0")
-        sh("ip", "-n", self.origin, "link", "set", "eth0", "up")
-        sh("ip", "-n", self.origin, "route", "add", "default", "via", ROUTER_LAN_IP)
-        sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=self.router)
-        ruleset = """
-table ip hearth_cgnat {
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "wan0" ip saddr 10.99.0.0/24 masquerade
-  }
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    iifname "wan0" oifname "lan0" ct state established,related accept
-    iifname "wan0" oifname "lan0" counter drop
-  }
-}
-"""
-        r = subprocess.run(["ip", "netns", "exec", self.router, "nft", "-f", "-"], input=ruleset,
-                           capture_output=True, text=True, timeout=20)
-        if r.returncode != 0:
-            raise Failure("nft -f failed in %s: %s" % (self.router, r.stderr.strip()))
-
-
-PROBE_SERVER = r"""
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(4); s.settimeout(10)
-print("ready", flush=True)
-c, peer = s.accept(); c.sendall(("%s\n" % peer[0]).encode()); c.close()
-"""
-
-PROBE_CONNECT = r"""
-import socket, sys
-try:
-    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=float(sys.argv[3]))
-    print("connected " + c.recv(100).decode().strip())
-except OSError as e:
-    print("failed %s" % (e.__class__.__name__ if not e.strerror else e.strerror))
-"""
-
-
-def probe_connect(netns, host, port, timeout=2.0):
-    r = sh(PYTHON, "-c", PROBE_CONNECT, host, str(port), str(timeout), netns=netns, timeout=timeout + 10)
-    return r.stdout.strip()
+from harness import HERE, PYTHON, Harness, TestRun, expect, expect_eq, wait_until  # noqa: E402
+from netns import (CLIENT_IP, EDGE_IP, ORIGIN_IP, PROBE_SERVER, ROUTER_WAN_IP,  # noqa: E402
+                   Topology, netns_available, probe_connect, remove_stale_namespaces, sh)
 
 
 def main():
