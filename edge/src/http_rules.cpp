@@ -396,6 +396,8 @@ void prepare_upstream_request(http::request_header<>& req, const ForwardInfo& in
   if (info.websocket) {
     req.set(http::field::connection, "Upgrade");
     req.set(http::field::upgrade, "websocket");
+  } else if (info.keep_alive && req.version() == 11) {
+    req.erase(http::field::connection);  // HTTP/1.1 persists by default
   } else {
     req.set(http::field::connection, "close");
   }

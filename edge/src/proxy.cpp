@@ -32,6 +32,13 @@ using Tls = beast::ssl_stream<beast::tcp_stream>;
 using namespace asio::experimental::awaitable_operators;
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kRelayChunk = 16 * 1024;  // one TLS record
+// Bytes asked of the tunnel stream per read while a body flows: Beast's
+// read_size() asks for the buffer's spare capacity (at least 512 bytes), and
+// every TunnelStream read is a hop to the connection's executor.
+constexpr std::size_t kBodyReadBuffer = 64 * 1024;
+// A WebSocket pipe starts with a small buffer and doubles it (up to
+// kRelayChunk) while reads fill it: idle sockets are the common case.
+constexpr std::size_t kPipeInitial = 2 * 1024;
 constexpr std::uint32_t kResponseHeaderLimit = 64 * 1024;
 
 bool is_quiet_close(const error_code& ec) {
@@ -79,6 +86,16 @@ class HttpsSession : public std::enable_shared_from_this<HttpsSession> {
     std::uint64_t bytes_in = 0;
     std::uint64_t bytes_out = 0;
     std::string request_id;
+    bool upstream_keep_alive = false;  // we asked the service to keep the connection
+    bool upstream_reusable = false;    // ... and its response allows it
+
+    void new_attempt() {  // before a retry on another stream
+      request_done = response_started = response_done = upgraded = close_after = false;
+      status = 0;
+      up_ec = down_ec = {};
+      bytes_in = bytes_out = 0;
+      upstream_reusable = false;
+    }
   };
 
   asio::awaitable<bool> handle_request(http::request_parser<http::buffer_body>& parser);
@@ -105,7 +122,12 @@ class HttpsSession : public std::enable_shared_from_this<HttpsSession> {
   Tls tls_;
   beast::flat_buffer buf_;   // client -> edge
   beast::flat_buffer tbuf_;  // tunnel -> edge
+  // The stream of the current exchange; between requests it stays open
+  // (parked) for the next request to the same route, so the origin keeps one
+  // service connection per client connection.
   std::optional<tunnel::TunnelStream> stream_;
+  std::shared_ptr<const TunnelInfo> stream_tunnel_;
+  std::shared_ptr<const RouteGroup> stream_group_;
   asio::steady_timer watchdog_;
   std::chrono::milliseconds watchdog_limit_{};
   std::chrono::steady_clock::time_point last_activity_;
@@ -188,6 +210,7 @@ asio::awaitable<void> HttpsSession::run() {
   }
 
   disarm_watchdog();
+  stream_.reset();
   // Bounded close_notify: a client that never answers must not hold us.
   tcp().expires_after(std::chrono::seconds(3));
   co_await tls_.async_shutdown(tuple_awaitable);
@@ -260,34 +283,73 @@ asio::awaitable<bool> HttpsSession::handle_request(
   }
   x.websocket = is_websocket_upgrade(req.base());
 
+  // Reuse the parked stream when this request goes to the same route of the
+  // same registry state over a tunnel that is still usable.
   std::shared_ptr<const TunnelInfo> tunnel_info;
-  auto pick = shared_->registry.pick(*host, target, tunnel_info);
-  if (pick == PickResult::unknown_host) {
-    bool keep = co_await send_error(http::status::not_found, x, keep_if_error);
-    log_request("");
-    co_return keep;
-  }
-  if (pick == PickResult::offline) {
-    bool keep = co_await send_error(http::status::service_unavailable, x, keep_if_error, 5);
-    log_request("");
-    co_return keep;
+  bool reused = false;
+  if (stream_ && !x.websocket && stream_->reusable() && stream_tunnel_->conn->usable() &&
+      shared_->registry.group_for(*host, target) == stream_group_) {
+    tunnel_info = stream_tunnel_;
+    reused = true;
+  } else {
+    stream_.reset();
   }
 
   auto ex = co_await asio::this_coro::executor;
-  stream_ = tunnel_info->conn->open_stream(
-      tunnel::Open{*host, target, client_ip_, static_cast<std::uint8_t>(x.websocket ? 1 : 0)}, ex);
-  if (!stream_) {
-    bool keep = co_await send_error(http::status::service_unavailable, x, keep_if_error, 1);
-    log_request(tunnel_info->origin);
-    co_return keep;
-  }
-
   ForwardInfo info{client_ip_, "https", std::string(requested_authority(req)), x.request_id,
-                   x.websocket};
+                   x.websocket, !x.websocket && x.version == 11};
   prepare_upstream_request(req.base(), info);
+  x.upstream_keep_alive = info.keep_alive && req.version() == 11;
 
-  arm_watchdog(cfg_->idle_timeout);
-  co_await (forward_request(parser, x) && forward_response(x));
+  for (int attempt = 0;; ++attempt) {
+    if (!reused) {
+      std::shared_ptr<const RouteGroup> group;
+      auto pick = shared_->registry.pick(*host, target, tunnel_info, &group);
+      if (pick == PickResult::unknown_host) {
+        bool keep = co_await send_error(http::status::not_found, x, keep_if_error);
+        log_request("");
+        co_return keep;
+      }
+      if (pick == PickResult::offline) {
+        bool keep = co_await send_error(http::status::service_unavailable, x, keep_if_error, 5);
+        log_request("");
+        co_return keep;
+      }
+      stream_ = tunnel_info->conn->open_stream(
+          tunnel::Open{*host, target, client_ip_, static_cast<std::uint8_t>(x.websocket ? 1 : 0)},
+          ex);
+      if (!stream_) {
+        bool keep = co_await send_error(http::status::service_unavailable, x, keep_if_error, 1);
+        log_request(tunnel_info->origin);
+        co_return keep;
+      }
+      stream_tunnel_ = tunnel_info;
+      stream_group_ = std::move(group);
+    }
+    stream_->set_parked(false);
+
+    arm_watchdog(cfg_->idle_timeout);
+    co_await (forward_request(parser, x) && forward_response(x));
+
+    // Nothing reached the client and no request body was consumed: the
+    // request can go again on a fresh stream when the kept one was closed
+    // under us (the service's keep-alive timeout) or the origin refused it
+    // because it is draining (the edge then picks another live tunnel).
+    // (Without a body, forward_request only writes to the stream, so up_ec
+    // is a stream error too.)
+    error_code stream_ec = x.down_ec ? x.down_ec : x.up_ec;
+    bool retry = attempt == 0 && !x.response_started && !timed_out_ && !body_pending &&
+                 stream_ec && (reused || stream_ec == tunnel::Errc::draining);
+    if (!retry) break;
+    log::debug("proxy.retry", {{"conn", conn_id_},
+                               {"request_id", x.request_id},
+                               {"origin", tunnel_info->origin},
+                               {"error", stream_ec.message()}});
+    x.new_attempt();
+    disarm_watchdog();
+    stream_.reset();
+    reused = false;
+  }
 
   bool keep = false;
   if (x.upgraded) {
@@ -328,7 +390,17 @@ asio::awaitable<bool> HttpsSession::handle_request(
            !x.down_ec;
   }
   disarm_watchdog();
-  stream_.reset();
+  if (keep && x.upstream_reusable && x.response_done && x.request_done && !x.up_ec &&
+      !x.down_ec && tbuf_.size() == 0 && stream_->reusable()) {
+    stream_->set_parked(true);
+  } else {
+    stream_.reset();
+    stream_tunnel_.reset();
+    stream_group_.reset();
+  }
+  // Large bodies grew the buffers; an idle keep-alive connection gives it back.
+  if (buf_.size() == 0 && buf_.capacity() > kRelayChunk) buf_.shrink_to_fit();
+  if (tbuf_.size() == 0 && tbuf_.capacity() > kRelayChunk) tbuf_.shrink_to_fit();
   log_request(tunnel_info->origin);
   co_return keep;
 }
@@ -349,6 +421,7 @@ asio::awaitable<void> HttpsSession::forward_request(http::request_parser<http::b
     co_return;
   }
   char chunk[kRelayChunk];
+  if (!parser.is_done() && buf_.capacity() < kBodyReadBuffer) buf_.reserve(kBodyReadBuffer);
   do {
     if (!parser.is_done()) {
       parser.get().body().data = chunk;
@@ -380,7 +453,9 @@ asio::awaitable<void> HttpsSession::forward_request(http::request_parser<http::b
     }
     touch();
   } while (!parser.is_done() && !sr.is_done());
-  stream.shutdown_send();
+  // A kept stream carries the next request: the end of this one is in its
+  // HTTP framing, not in a FIN.
+  if (!x.upstream_keep_alive) stream.shutdown_send();
   x.request_done = true;
 }
 
@@ -431,8 +506,13 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
       x.response_done = true;
       break;
     }
-    prepare_downstream_response(res.base(), false);
     bool no_body = rp.is_done();
+    // The service keeps its connection (so may we keep the stream) when it
+    // answered 1.1 without "Connection: close" and the body is not delimited
+    // by closing.
+    x.upstream_reusable = x.upstream_keep_alive && res.version() == 11 && res.keep_alive() &&
+                          (no_body || res.has_content_length() || res.chunked());
+    prepare_downstream_response(res.base(), false);
     if (!no_body && !res.has_content_length() && !res.chunked()) {
       // The service delimits the body by closing; re-frame it for the client.
       if (x.version == 11) {
@@ -453,6 +533,10 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
     }
     char chunk[kRelayChunk];
     bool header_sent = false;
+    auto length = rp.content_length();
+    if ((!length || *length > kRelayChunk) && tbuf_.capacity() < kBodyReadBuffer) {
+      tbuf_.reserve(kBodyReadBuffer);
+    }
     do {
       if (!rp.is_done()) {
         res.body().data = chunk;
@@ -506,7 +590,7 @@ asio::awaitable<void> HttpsSession::pipe_client_to_tunnel(Exchange& x) {
     if (ec) co_return;
     buf_.consume(n);
   }
-  std::vector<char> chunk(kRelayChunk);
+  std::vector<char> chunk(kPipeInitial);
   for (;;) {
     auto [ec, n] = co_await tls_.async_read_some(asio::buffer(chunk), tuple_awaitable);
     if (ec) {
@@ -526,6 +610,7 @@ asio::awaitable<void> HttpsSession::pipe_client_to_tunnel(Exchange& x) {
       tcp().cancel();
       co_return;
     }
+    if (n == chunk.size() && chunk.size() < kRelayChunk) chunk.resize(chunk.size() * 2);
   }
 }
 
@@ -540,7 +625,7 @@ asio::awaitable<void> HttpsSession::pipe_tunnel_to_client(Exchange& x) {
     }
     tbuf_.consume(n);
   }
-  std::vector<char> chunk(kRelayChunk);
+  std::vector<char> chunk(kPipeInitial);
   for (;;) {
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(chunk), tuple_awaitable);
     if (ec) {
@@ -557,6 +642,7 @@ asio::awaitable<void> HttpsSession::pipe_tunnel_to_client(Exchange& x) {
       stream.reset(tunnel::ResetCode::cancel, "client write failed");
       co_return;
     }
+    if (n == chunk.size() && chunk.size() < kRelayChunk) chunk.resize(chunk.size() * 2);
   }
 }
 

@@ -47,11 +47,20 @@ std::size_t Registry::size() const {
   return live_.size();
 }
 
+std::shared_ptr<const RouteGroup> Registry::group_for(std::string_view host,
+                                                     std::string_view path) const {
+  auto snap = snapshot();
+  const auto* group = snap->table.lookup(host, path);
+  return group ? *group : nullptr;
+}
+
 PickResult Registry::pick(std::string_view host, std::string_view path,
-                          std::shared_ptr<const TunnelInfo>& out) const {
+                          std::shared_ptr<const TunnelInfo>& out,
+                          std::shared_ptr<const RouteGroup>* group_out) const {
   auto snap = snapshot();
   const auto* group = snap->table.lookup(host, path);
   if (!group) return PickResult::unknown_host;
+  if (group_out) *group_out = *group;
   const auto& tunnels = (*group)->tunnels;
   if (tunnels.empty()) return PickResult::offline;
   std::size_t n = tunnels.size();
@@ -62,6 +71,7 @@ PickResult Registry::pick(std::string_view host, std::string_view path,
     const auto& t = tunnels[(start + i) % n];
     if (!t->conn->usable()) continue;
     std::size_t load = t->conn->active_streams();
+    if (!t->conn->on_this_thread()) load += kRemotePenalty;
     if (!best || load < best_load) {
       best = t.get();
       best_load = load;

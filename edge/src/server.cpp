@@ -117,6 +117,7 @@ class Edge {
     shared_->swap(cfg, make_https_tls(*cfg));
     unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<asio::io_context>(1));
+    worker_tunnels_ = std::make_unique<std::atomic<int>[]>(n);
     edge_key_ = config::load_or_create_edge_key(cfg->state_dir);
     tunnel_ctx_ = tunnel::make_tunnel_tls_context(true, edge_key_);
   }
@@ -125,9 +126,20 @@ class Edge {
 
  private:
   asio::io_context& next_worker() { return *workers_[next_worker_++ % workers_.size()]; }
+  // Tunnels go to the worker that has the fewest: client sessions prefer a
+  // tunnel on their own worker (no cross-thread hop per stream operation), so
+  // every worker should have one when there are enough.
+  std::size_t tunnel_worker() {
+    std::size_t n = workers_.size(), best = next_tunnel_worker_++ % n;
+    for (std::size_t k = 0; k < n; ++k) {
+      std::size_t i = (best + k) % n;
+      if (worker_tunnels_[i].load() < worker_tunnels_[best].load()) best = i;
+    }
+    return best;
+  }
   bool listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind);
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, int kind);
-  asio::awaitable<void> tunnel_session(tcp::socket sock);
+  asio::awaitable<void> tunnel_session(tcp::socket sock, std::size_t worker);
   asio::awaitable<void> reject(tunnel::TlsStream& tls, std::string peer, std::string origin,
                                std::string reason);
   std::map<std::string, std::vector<std::string>> authorized_origins(
@@ -145,6 +157,8 @@ class Edge {
   std::vector<std::unique_ptr<asio::io_context>> workers_;
   asio::io_context control_{1};
   std::size_t next_worker_ = 0;
+  std::size_t next_tunnel_worker_ = 0;
+  std::unique_ptr<std::atomic<int>[]> worker_tunnels_;  // tunnel sessions per worker
   asio::signal_set signals_;
   std::string edge_key_;
   std::shared_ptr<asio::ssl::context> tunnel_ctx_;
@@ -192,7 +206,10 @@ enum Kind { kHttps, kHttp, kTunnel, kAdmin };
 
 asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
   for (;;) {
-    auto& worker = kind == kAdmin ? control_ : next_worker();
+    std::size_t tunnel_idx = kind == kTunnel ? tunnel_worker() : 0;
+    auto& worker = kind == kAdmin    ? control_
+                   : kind == kTunnel ? *workers_[tunnel_idx]
+                                     : next_worker();
     auto [ec, sock] = co_await acc.async_accept(worker, tuple_awaitable);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
@@ -219,7 +236,8 @@ asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
         asio::co_spawn(ex, http_redirect_session(shared_, std::move(sock)), log_exception);
         break;
       case kTunnel:
-        asio::co_spawn(ex, tunnel_session(std::move(sock)), log_exception);
+        worker_tunnels_[tunnel_idx].fetch_add(1);
+        asio::co_spawn(ex, tunnel_session(std::move(sock), tunnel_idx), log_exception);
         break;
       case kAdmin:
         asio::co_spawn(ex, admin_session(shared_, std::move(sock)), log_exception);
@@ -239,7 +257,11 @@ asio::awaitable<void> Edge::reject(tunnel::TlsStream& tls, std::string peer, std
   co_await tls.async_shutdown(tuple_awaitable);
 }
 
-asio::awaitable<void> Edge::tunnel_session(tcp::socket sock) {
+asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker) {
+  struct Count {
+    std::atomic<int>& n;
+    ~Count() { n.fetch_sub(1); }
+  } count{worker_tunnels_[worker]};
   auto cfg = shared_->config();
   error_code ec;
   auto rep = sock.remote_endpoint(ec);

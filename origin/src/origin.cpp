@@ -37,6 +37,9 @@ using tcp = asio::ip::tcp;
 using namespace asio::experimental::awaitable_operators;
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kPipeChunk = 16 * 1024;
+// Pipe buffers start small and double while reads fill them: most WebSockets
+// are idle most of the time.
+constexpr std::size_t kPipeInitial = 2 * 1024;
 // A connection that stayed up this long resets the reconnect backoff.
 constexpr auto kHealthyPeriod = std::chrono::seconds(5);
 
@@ -80,12 +83,12 @@ class Origin {
   asio::awaitable<bool> connect_once(unsigned index, asio::io_context::executor_type ex);
   asio::awaitable<void> handle_stream(tunnel::TunnelStream ts, tunnel::Open meta);
   template <class Service>
-  asio::awaitable<void> pipe(tunnel::TunnelStream& ts, Service& svc,
+  asio::awaitable<void> pipe(tunnel::TunnelStream& ts, Service& svc, bool websocket,
                              std::chrono::milliseconds idle);
   template <class Service>
-  asio::awaitable<void> tunnel_to_service(tunnel::TunnelStream& ts, Service& svc);
+  asio::awaitable<void> tunnel_to_service(tunnel::TunnelStream& ts, Service& svc, bool websocket);
   template <class Service>
-  asio::awaitable<void> service_to_tunnel(tunnel::TunnelStream& ts, Service& svc,
+  asio::awaitable<void> service_to_tunnel(tunnel::TunnelStream& ts, Service& svc, bool websocket,
                                           std::chrono::milliseconds idle);
   admin::Response admin_response(std::string_view path);
   asio::awaitable<void> admin_loop(tcp::acceptor& acc);
@@ -250,14 +253,20 @@ asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Ope
   const config::Route& r = **route;
   const auto idle = meta.kind == 1 ? cfg_->websocket_idle_timeout : cfg_->idle_timeout;
 
-  tcp::resolver resolver(ex);
-  auto [rec, results] = co_await resolver.async_resolve(
-      r.service.host, std::to_string(r.service.port), tuple_awaitable);
   beast::tcp_stream svc(ex);
-  error_code cec = rec;
+  error_code cec;
+  svc.expires_after(cfg_->service_connect_timeout);
+  // Services are nearly always addresses (127.0.0.1:3000): connect without a
+  // trip through getaddrinfo on Asio's resolver thread.
+  auto addr = asio::ip::make_address(r.service.host, cec);
   if (!cec) {
-    svc.expires_after(cfg_->service_connect_timeout);
-    std::tie(cec, std::ignore) = co_await svc.async_connect(results, tuple_awaitable);
+    std::tie(cec) = co_await svc.async_connect(tcp::endpoint(addr, r.service.port), tuple_awaitable);
+  } else {
+    tcp::resolver resolver(ex);
+    auto [rec, results] = co_await resolver.async_resolve(
+        r.service.host, std::to_string(r.service.port), tuple_awaitable);
+    cec = rec;
+    if (!cec) std::tie(cec, std::ignore) = co_await svc.async_connect(results, tuple_awaitable);
   }
   if (cec) {
     streams_failed_.fetch_add(1, std::memory_order_relaxed);
@@ -275,8 +284,9 @@ asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Ope
                              {"path", meta.path},
                              {"client", meta.client},
                              {"service", r.service.to_string()}});
+  const bool websocket = meta.kind == 1;
   if (!r.service.tls) {
-    co_await pipe(ts, svc, idle);
+    co_await pipe(ts, svc, websocket, idle);
     co_return;
   }
   beast::ssl_stream<beast::tcp_stream> tls(std::move(svc),
@@ -295,28 +305,36 @@ asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Ope
     ts.reset(tunnel::ResetCode::unreachable, "TLS handshake with the service failed");
     co_return;
   }
-  co_await pipe(ts, tls, idle);
+  co_await pipe(ts, tls, websocket, idle);
 }
 
 template <class Service>
-asio::awaitable<void> Origin::pipe(tunnel::TunnelStream& ts, Service& svc,
+asio::awaitable<void> Origin::pipe(tunnel::TunnelStream& ts, Service& svc, bool websocket,
                                    std::chrono::milliseconds idle) {
-  co_await (tunnel_to_service(ts, svc) && service_to_tunnel(ts, svc, idle));
+  co_await (tunnel_to_service(ts, svc, websocket) && service_to_tunnel(ts, svc, websocket, idle));
   error_code ignored;
   beast::get_lowest_layer(svc).socket().close(ignored);
   ts.close();
 }
 
-// Edge -> service. The edge's FIN (end of request) is not passed on as a TCP
-// half-close: some servers take a half-close for an aborted client. The
-// service learns where the request ends from HTTP framing.
+// Edge -> service. For HTTP the edge's FIN (end of request) is not passed on
+// as a TCP half-close: some servers take a half-close for an aborted client,
+// and the service learns where the request ends from HTTP framing. For a
+// WebSocket it is: the client went away, and the service must learn it (else
+// the connection lingers until websocket_idle_timeout), as nginx does.
 template <class Service>
-asio::awaitable<void> Origin::tunnel_to_service(tunnel::TunnelStream& ts, Service& svc) {
-  std::vector<char> buf(kPipeChunk);
+asio::awaitable<void> Origin::tunnel_to_service(tunnel::TunnelStream& ts, Service& svc,
+                                                bool websocket) {
+  std::vector<char> buf(kPipeInitial);
   for (;;) {
     auto [ec, n] = co_await ts.async_read_some(asio::buffer(buf), tuple_awaitable);
     if (ec) {
-      if (ec != asio::error::eof) beast::get_lowest_layer(svc).cancel();
+      if (ec != asio::error::eof) {
+        beast::get_lowest_layer(svc).cancel();
+      } else if (websocket) {
+        error_code ignored;
+        beast::get_lowest_layer(svc).socket().shutdown(tcp::socket::shutdown_send, ignored);
+      }
       co_return;
     }
     beast::get_lowest_layer(svc).expires_never();
@@ -325,13 +343,14 @@ asio::awaitable<void> Origin::tunnel_to_service(tunnel::TunnelStream& ts, Servic
       ts.reset(tunnel::ResetCode::cancel, "service write failed");
       co_return;
     }
+    if (n == buf.size() && buf.size() < kPipeChunk) buf.resize(buf.size() * 2);
   }
 }
 
 template <class Service>
 asio::awaitable<void> Origin::service_to_tunnel(tunnel::TunnelStream& ts, Service& svc,
-                                                std::chrono::milliseconds idle) {
-  std::vector<char> buf(kPipeChunk);
+                                                bool websocket, std::chrono::milliseconds idle) {
+  std::vector<char> buf(kPipeInitial);
   for (;;) {
     beast::get_lowest_layer(svc).expires_after(idle);
     auto [ec, n] = co_await svc.async_read_some(asio::buffer(buf), tuple_awaitable);
@@ -341,12 +360,18 @@ asio::awaitable<void> Origin::service_to_tunnel(tunnel::TunnelStream& ts, Servic
         beast::get_lowest_layer(svc).cancel();
         co_return;
       }
+      if (n == buf.size() && buf.size() < kPipeChunk) buf.resize(buf.size() * 2);
     }
     if (ec) {
       // stream_truncated: a TLS service closed without close_notify; the
       // HTTP framing above tells the edge whether anything was cut short.
       if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
         ts.shutdown_send();
+        // An HTTP service that closed is done with the stream, even if the
+        // edge kept it open for a next request (keep-alive): end it, which
+        // also ends tunnel_to_service's read (FIN, then RESET if the edge
+        // still had its side open).
+        if (!websocket) ts.close();
       } else {
         ts.reset(
             ec == beast::error::timeout ? tunnel::ResetCode::timeout : tunnel::ResetCode::cancel,

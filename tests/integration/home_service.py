@@ -13,6 +13,12 @@ HTTP endpoints (all also answer HEAD: same headers, no body):
   /headers               JSON: service name, method, path, request headers
   /slow?seconds=S        sleeps S seconds, then replies JSON
   /status/NNN            answers with status NNN (204/304/1xx: no body)
+  /drop-if-reused        closes the connection without answering when this is not the
+                         first request on it (a kept upstream connection the service
+                         closed just as the proxy reused it); else like /headers
+  /ws-open               JSON {"open": N}: WebSocket connections open right now
+/headers also reports "peer" (the TCP peer, ip:port) and "conn_requests" (how many
+requests this TCP connection has carried, this one included).
 Every response carries "X-Home-Service: <--name>". With --mount /api the service
 also accepts every path under /api (the prefix is stripped before dispatch).
 
@@ -97,6 +103,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.server_version
 
     # -- plumbing ---------------------------------------------------------
+    def parse_request(self):
+        ok = super().parse_request()
+        if ok:  # one handler object per TCP connection: count its requests
+            self._served = getattr(self, "_served", 0) + 1
+        return ok
+
     def log_message(self, fmt, *args):  # noqa: N802 (stdlib name)
         if self.server.verbose:
             sys.stderr.write("home_service %s: %s\n" % (self.server.name, fmt % args))
@@ -170,8 +182,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path, q = self._target()
         if path == "/":
             return self._reply(200, PAGE, "text/html; charset=utf-8")
-        if path == "/headers":
+        if path == "/drop-if-reused" and self._served > 1:
+            self.close_connection = True
+            return
+        if path == "/ws-open":
+            return self._json(200, {"open": WS_OPEN[0]})
+        if path in ("/headers", "/drop-if-reused"):
             return self._json(200, {
+                "peer": "%s:%d" % self.client_address[:2],
+                "conn_requests": self._served,
                 "service": self.server.name,
                 "method": self.command,
                 "path": self.path,
@@ -280,9 +299,13 @@ def _ws_protocol_class():
     return FrameLoggingProtocol
 
 
+WS_OPEN = [0]  # WebSocket connections open now (read by /ws-open)
+
+
 async def ws_handler(ws, path=None):
     path = path if path is not None else getattr(ws, "path", "/")
     fragments = "fragments=1" in urllib.parse.urlsplit(path).query
+    WS_OPEN[0] += 1
     try:
         async for msg in ws:
             if fragments and len(ws.frames) > 1:
@@ -293,6 +316,8 @@ async def ws_handler(ws, path=None):
                 await ws.send(msg)
     except Exception:  # connection errors end the handler quietly
         pass
+    finally:
+        WS_OPEN[0] -= 1
 
 
 async def ws_main(args, ready):

@@ -110,9 +110,18 @@ def main():
     @run.case
     def sigterm_idle_origin_exits_0():
         o = state["origin"]
+        # A client connection that stays open after its request holds a kept
+        # (parked) tunnel stream: the origin's GOAWAY must end it at once,
+        # not leave the origin waiting out drain_timeout (30 s).
+        kept = h.https()
+        kept.request("GET", "/headers")
+        r = kept.getresponse()
+        r.read()
+        expect_eq(r.status, 200, "request on the connection kept open across the SIGTERM")
         t = time.monotonic()
         code = o.stop(timeout=10)
         dt = time.monotonic() - t
+        kept.close()
         expect_eq(code, 0, "origin exit code after SIGTERM")
         expect(dt < 5, "idle origin took %.1fs to exit after SIGTERM" % dt)
         expect_offline_answers("origin stopped with SIGTERM", n=3)

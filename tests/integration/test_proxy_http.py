@@ -197,6 +197,56 @@ def main():
             c.close()
 
     @run.case
+    def upstream_connection_kept_per_client_connection():
+        # Like nginx's upstream keepalive: one client connection's requests to
+        # one route share one service connection (one tunnel stream).
+        peers = []
+        for _ in range(2):
+            c = h.https()
+            try:
+                for i in range(4):
+                    method = "POST" if i == 2 else "GET"
+                    path = "/echo" if i == 2 else "/headers"
+                    c.request(method, path, body=b"y" * 5000 if method == "POST" else None)
+                    r = c.getresponse()
+                    body = r.read()
+                    expect_eq(r.status, 200, "%s %s status" % (method, path))
+                    if path == "/headers":
+                        j = json.loads(body)
+                        peers.append(j["peer"])
+                        expect_eq(j["conn_requests"], i + 1,
+                                  "requests the service saw on its connection at request %d" % (i + 1))
+            finally:
+                c.close()
+        expect_eq(len(set(peers[:3])), 1, "one service connection for one client connection: %s" % peers)
+        expect(peers[0] != peers[3], "a second client connection got its own service connection: %s" % peers)
+
+    @run.case
+    def kept_upstream_closed_under_us_is_retried():
+        # The service closes a kept connection just as the next request
+        # arrives (its keep-alive timeout racing the request): the edge sends
+        # the request again on a fresh stream instead of answering 502.
+        c = h.https()
+        try:
+            c.request("GET", "/headers")
+            r = c.getresponse()
+            expect_eq(r.status, 200, "first request")
+            first = json.loads(r.read())
+            c.request("GET", "/drop-if-reused")
+            r = c.getresponse()
+            body = r.read()
+            expect_eq(r.status, 200, "request the service dropped on the kept connection")
+            j = json.loads(body)
+            expect_eq(j["conn_requests"], 1, "the retry went over a new service connection")
+            expect(j["peer"] != first["peer"], "a new service connection: %s vs %s" % (j["peer"], first["peer"]))
+            c.request("GET", "/headers")
+            r = c.getresponse()
+            expect_eq(r.status, 200, "next request on the same client connection")
+            r.read()
+        finally:
+            c.close()
+
+    @run.case
     def x_forwarded_headers_replaced():
         j, _ = get_json("/headers", {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "http",
                                      "X-Forwarded-Host": "evil.test"})

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Harness, TestRun, expect, expect_eq, ws_connect, ws_echo_check  # noqa: E402
@@ -137,6 +138,43 @@ def main():
                   [(int(Opcode.BINARY), False, 100000), (int(Opcode.CONT), False, 100000),
                    (int(Opcode.CONT), True, 100000)],
                   "frames of the echoed fragmented binary message")
+
+    @run.case
+    def client_vanishing_closes_the_service_side():
+        # A client that drops TCP (no close frame, no close_notify) must not
+        # leave the service's WebSocket open until websocket_idle_timeout.
+        import base64
+        import json as _json
+        import urllib.request
+
+        def ws_open():
+            with urllib.request.urlopen(svc.http_url + "/ws-open", timeout=5) as r:
+                return _json.loads(r.read())["open"]
+        before = ws_open()
+        sock = h.tls_socket()
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(("GET /signaling HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                expect(chunk, "connection closed before the 101")
+                head += chunk
+            expect(head.startswith(b"HTTP/1.1 101"), "upgrade answer: %r" % head[:40])
+            deadline = time.monotonic() + 5
+            while ws_open() != before + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            expect_eq(ws_open(), before + 1, "service-side WebSockets open after the upgrade")
+        finally:
+            sock.close()  # plain TCP close: no WebSocket close frame, no TLS close_notify
+        t0 = time.monotonic()
+        while ws_open() != before and time.monotonic() - t0 < 10:
+            time.sleep(0.05)
+        expect_eq(ws_open(), before, "service-side WebSockets open 10 s after the client vanished")
+        print("  service saw the vanished client's WebSocket close after %.0f ms"
+              % ((time.monotonic() - t0) * 1000))
 
     @run.case
     def http_still_served_alongside():

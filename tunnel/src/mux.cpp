@@ -153,7 +153,10 @@ void StreamState::do_write() {
 }
 
 void StreamState::fail_pending(error_code ec) {
-  if (!recv_error_) recv_error_ = ec;
+  reusable_.store(false, std::memory_order_relaxed);
+  // After FIN every byte has arrived: the reader still gets them and then EOF
+  // (a RESET right behind a FIN only says "stop sending").
+  if (!recv_error_ && !recv_fin_) recv_error_ = ec;
   if (!send_error_) send_error_ = ec;
   send_.clear();
   do_read();
@@ -166,6 +169,7 @@ bool StreamState::wants_writer() const {
 }
 
 void StreamState::shutdown_send() {
+  reusable_.store(false, std::memory_order_relaxed);
   asio::dispatch(conn_->ex_, [self = shared_from_this()] {
     if (self->fin_requested_ || self->send_error_) return;
     self->fin_requested_ = true;
@@ -278,6 +282,7 @@ void Connection::register_stream(const std::shared_ptr<StreamState>& s, const Op
 void Connection::unregister(StreamState& s) {
   if (!s.registered_) return;
   s.registered_ = false;
+  s.reusable_.store(false, std::memory_order_relaxed);
   streams_.erase(s.id_);
   active_.fetch_sub(1, std::memory_order_relaxed);
   check_idle();
@@ -288,6 +293,26 @@ void Connection::check_idle() {
     auto fn = std::move(on_idle_);
     on_idle_ = nullptr;
     fn();
+  }
+}
+
+void Connection::reset_parked_streams() {
+  // A parked stream has no exchange in progress (no pending user operation):
+  // the peer is draining and waits for its streams to end, so end these now.
+  // A user that un-parks one at the same moment sees its next operation fail
+  // with `draining` and retries elsewhere.
+  std::vector<std::shared_ptr<StreamState>> parked;
+  for (auto& [id, s] : streams_) {
+    if (s->parked_.load(std::memory_order_relaxed) && !s->read_handler_ && !s->write_handler_ &&
+        s->send_.size() == 0) {
+      parked.push_back(s);
+    }
+  }
+  for (auto& s : parked) {
+    auto payload = encode_payload(Reset{ResetCode::draining, "peer is draining"});
+    queue_control(FrameType::reset, s->id(), payload);
+    s->fail_pending(Errc::draining);
+    unregister(*s);
   }
 }
 
@@ -442,6 +467,7 @@ bool Connection::handle_frame(const FrameHeader& h, std::span<const std::uint8_t
       if (!s) return true;
       if (s->recv_fin_) return protocol_error("second FIN");
       s->recv_fin_ = true;
+      s->reusable_.store(false, std::memory_order_relaxed);
       s->do_read();
       if (s->closing_ && s->fin_sent_) unregister(*s);
       return true;
@@ -509,6 +535,7 @@ bool Connection::handle_frame(const FrameHeader& h, std::span<const std::uint8_t
       peer_goaway_.store(true);
       usable_.store(false);
       log::info("tunnel.goaway_received", {{"conn", options_.log_id}, {"reason", g->reason}});
+      reset_parked_streams();
       return true;
     }
     case FrameType::hello:

@@ -404,6 +404,28 @@ TEST_CASE("prepare_upstream_request never lets Connection remove framing", "[htt
   CHECK(chunked.count(http::field::content_length) == 0);
 }
 
+TEST_CASE("prepare_upstream_request keeps the upstream connection for HTTP/1.1 only",
+          "[http_rules]") {
+  ForwardInfo keep{"192.0.2.7", "https", "a.example.com", "id", false, true};
+  auto req = parse_ok(
+      "GET /x HTTP/1.1\r\nHost: a.example.com\r\nConnection: close, X-Secret\r\n"
+      "X-Secret: 1\r\n\r\n");
+  prepare_upstream_request(req, keep);
+  CHECK(req.count(http::field::connection) == 0);  // persistent by default in 1.1
+  CHECK(req.count("X-Secret") == 0);
+
+  auto old = parse_ok("GET /x HTTP/1.0\r\nHost: a.example.com\r\nConnection: keep-alive\r\n\r\n");
+  prepare_upstream_request(old, keep);
+  CHECK(old[http::field::connection] == "close");  // no 1.0 keep-alive upstream
+
+  auto ws = parse_ok(
+      "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: Upgrade\r\n"
+      "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n");
+  prepare_upstream_request(ws, {"192.0.2.7", "https", "a.example.com", "id", true, true});
+  CHECK(ws[http::field::connection] == "Upgrade");
+}
+
 TEST_CASE("prepare_upstream_request for a WebSocket upgrade", "[http_rules]") {
   auto req = parse_ok(
       "GET /ws HTTP/1.1\r\nHost: a.example.com\r\nConnection: keep-alive, Upgrade\r\n"

@@ -69,6 +69,10 @@ struct ForwardInfo {
   std::string host;        // requested_authority(req), as the client sent it
   std::string request_id;  // effective_request_id()
   bool websocket = false;  // is_websocket_upgrade(req)
+  // Keep the upstream connection open for the next request (HTTP/1.1 only):
+  // the edge reuses one tunnel stream, hence one service connection, per
+  // client connection, as nginx's upstream keepalive does.
+  bool keep_alive = false;
 };
 
 // Rewrites a checked request head for the home service:
@@ -83,7 +87,8 @@ struct ForwardInfo {
 //    (credentials meant for a proxy, i.e. us). Connection may not name
 //    Host, Content-Length or Transfer-Encoding away: that would change framing;
 //  - then Connection is "Upgrade" with "Upgrade: websocket" for a WebSocket
-//    upgrade, else "close" (each upstream stream carries exactly one request).
+//    upgrade; absent for an HTTP/1.1 request with info.keep_alive (the stream
+//    stays open for the client connection's next request); else "close".
 // Content-Length and Transfer-Encoding are left as they are.
 void prepare_upstream_request(boost::beast::http::request_header<>& req, const ForwardInfo& info);
 

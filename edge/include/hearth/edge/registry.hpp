@@ -51,10 +51,21 @@ class Registry {
   std::shared_ptr<const RouteSnapshot> snapshot() const;
 
   // Choose a live tunnel for (host, path): the least loaded usable connection
-  // among those publishing the best-matching route; ties rotate. A route whose
-  // origins all went away stays known, so clients get 503, not 404.
+  // among those publishing the best-matching route; ties rotate. A connection
+  // served by the calling thread counts kRemotePenalty streams lighter than
+  // one on another worker (each stream operation across workers costs two
+  // thread wake-ups), so sessions stay on their worker unless it is clearly
+  // busier. A route whose origins all went away stays known, so clients get
+  // 503, not 404. `group`, when given, receives the matched route group: it
+  // identifies "the same route in the same registry state" (a session may
+  // reuse its stream for the next request only then).
   PickResult pick(std::string_view host, std::string_view path,
-                  std::shared_ptr<const TunnelInfo>& out) const;
+                  std::shared_ptr<const TunnelInfo>& out,
+                  std::shared_ptr<const RouteGroup>* group = nullptr) const;
+  // The group (host, path) matches now, or null.
+  std::shared_ptr<const RouteGroup> group_for(std::string_view host, std::string_view path) const;
+
+  static constexpr std::size_t kRemotePenalty = 4;
 
   std::size_t size() const;
 

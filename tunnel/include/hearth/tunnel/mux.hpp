@@ -77,6 +77,14 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   void reset(ResetCode code, std::string reason);
   void close();
 
+  // Thread-safe. False once the peer ended the stream (FIN, RESET) or it
+  // failed locally: such a stream can carry no further exchange.
+  bool reusable() const { return reusable_.load(std::memory_order_relaxed); }
+  // Thread-safe. A parked stream is between exchanges (an edge keeps one per
+  // client connection for the next request): when the peer sends GOAWAY,
+  // parked streams are reset at once instead of holding its drain open.
+  void set_parked(bool parked) { parked_.store(parked, std::memory_order_relaxed); }
+
  private:
   friend class Connection;
 
@@ -91,6 +99,8 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
 
   std::shared_ptr<Connection> conn_;
   std::atomic<std::uint32_t> id_;
+  std::atomic<bool> reusable_{true};
+  std::atomic<bool> parked_{false};
 
   // Receive side.
   beast::flat_buffer recv_;
@@ -210,6 +220,10 @@ class TunnelStream {
       state_.reset();
     }
   }
+  bool reusable() const { return state_ && state_->reusable(); }
+  void set_parked(bool parked) {
+    if (state_) state_->set_parked(parked);
+  }
 
  private:
   std::shared_ptr<StreamState> state_;
@@ -261,6 +275,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint64_t bytes_out() const { return bytes_out_.load(std::memory_order_relaxed); }
   const std::string& log_id() const { return options_.log_id; }
   asio::any_io_executor get_executor() const { return ex_; }
+  // True when called from the thread running this connection's executor.
+  bool on_this_thread() const { return ex_.running_in_this_thread(); }
 
   // Called by the origin's drain: a callback when no stream is left.
   void when_idle(std::function<void()> fn);
@@ -282,6 +298,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool handle_frame(const FrameHeader& h, std::span<const std::uint8_t> payload);
   void do_close(std::string reason);
   void check_idle();
+  void reset_parked_streams();
 
   asio::io_context::executor_type ex_;
   TlsStream tls_;
