@@ -334,11 +334,12 @@ table ip hearth_chaos {
 
     def set_masquerade(self, ports=None):
         """Masquerade out of wan0 with source ports in `ports` ("lo-hi"), or any port (None)."""
-        to = " to :%s" % ports if ports else ""
-        self.nft("router", """
-flush chain ip hearth_cgnat postrouting
-add rule ip hearth_cgnat postrouting oifname "wan0" ip saddr 10.99.0.0/24 masquerade%s
-""" % to)
+        rules = ""
+        if ports:  # a port range needs a transport protocol match
+            rules += ('add rule ip hearth_cgnat postrouting oifname "wan0" ip saddr 10.99.0.0/24 '
+                      'meta l4proto { tcp, udp } masquerade to :%s\n' % ports)
+        rules += 'add rule ip hearth_cgnat postrouting oifname "wan0" ip saddr 10.99.0.0/24 masquerade\n'
+        self.nft("router", "flush chain ip hearth_cgnat postrouting\n" + rules)
 
 
 # ---------------------------------------------------------------------------
