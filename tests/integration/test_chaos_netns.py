@@ -18,7 +18,9 @@ answered. Clients run in-process with their sockets in the client namespace.
 4. edge SIGKILL + restart (same state dir and keys): the origin comes back alone.
 5. drain: a 5 s response and a 50 MB download (sha256) complete across an edge
    SIGTERM; then across an origin SIGTERM with replica B present, while new
-   requests go to B and succeed.
+   requests go to B and succeed; then an origin SIGTERM whose last stream is a
+   client-limited download over small tunnel socket buffers (its tail and FIN
+   leave in the origin's very last write): the download must still be intact.
 6. two replicas, SIGKILL one: once the edge noticed, 100 requests, 0 failures.
 7. slow reader: a 1 GB download nobody reads does not slow a WebSocket echo on
    the same tunnel connection (p99 of 200 messages against the idle p99).
@@ -43,7 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import HERE, Failure, Harness, TestRun, expect, expect_eq  # noqa: E402
 from netns import (EDGE_IP, ROUTER_WAN_IP, NsHTTPConnection, NsHTTPSConnection,  # noqa: E402
                    Topology, conntrack_flush, conntrack_list, connect_in, netns_available,
-                   ns_request, remove_stale_namespaces)
+                   ns_request, remove_stale_namespaces, sh)
 
 sys.path.insert(0, HERE)
 import home_service  # noqa: E402
@@ -324,18 +326,18 @@ def main():
         curl_ok("after the edge restart")
 
     # 5 ---------------------------------------------------------------------
-    def start_inflight(tag):
-        """A 5 s request (thread) and a 50 MB download at 10 MiB/s (curl in the client ns)."""
-        f = {"tag": tag, "t0": time.time(), "ex": concurrent.futures.ThreadPoolExecutor(1),
+    def start_inflight(tag, slow_request=True, size=DOWNLOAD_BYTES, rate="10M"):
+        """A 5 s request (thread) and a download (50 MB at 10 MiB/s) with curl in the client ns."""
+        f = {"tag": tag, "t0": time.time(), "size": size, "ex": concurrent.futures.ThreadPoolExecutor(1),
              "out": h.path("download-%s.bin" % tag), "hdr": h.path("download-%s.hdr" % tag)}
 
         def slow():
             r = get("/slow?seconds=5", timeout=40)
             return r, time.time()
-        f["slow"] = f["ex"].submit(slow)
-        argv = h.curl_base() + ["--limit-rate", "10M", "--max-time", "60", "-D", f["hdr"], "-o", f["out"],
+        f["slow"] = f["ex"].submit(slow) if slow_request else None
+        argv = h.curl_base() + ["--limit-rate", rate, "--max-time", "60", "-D", f["hdr"], "-o", f["out"],
                                 "-w", "%{http_code} %{size_download} %{time_total}",
-                                h.url("/download?bytes=%d&seed=%s" % (DOWNLOAD_BYTES, tag))]
+                                h.url("/download?bytes=%d&seed=%s" % (size, tag))]
         f["dl"] = subprocess.Popen(["ip", "netns", "exec", topo.client] + argv, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         return f
@@ -347,38 +349,40 @@ def main():
         f["dl"].wait(5)
 
     def inflight_running(f):
-        return f["dl"].poll() is None and not f["slow"].done()
+        return f["dl"].poll() is None and not (f["slow"] and f["slow"].done())
 
     def check_inflight(what, f, t_term, served_by):
         """Both in-flight requests completed intact; returns when the last one ended (wall time)."""
-        (s, hdrs, _), t_slow = f["slow"].result(timeout=60)
-        expect(s == 200, "%s: the in-flight 5 s request got %r after %.2fs" % (what, s, t_slow - f["t0"]))
-        expect_eq(hdrs.get("x-home-service"), served_by, "%s: 5 s request served by" % what)
+        if f["slow"]:
+            (s, hdrs, _), t_slow = f["slow"].result(timeout=60)
+            expect(s == 200, "%s: the in-flight 5 s request got %r after %.2fs" % (what, s, t_slow - f["t0"]))
+            expect_eq(hdrs.get("x-home-service"), served_by, "%s: 5 s request served by" % what)
         try:
             so, se = f["dl"].communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            raise Failure("%s: the 50 MB download did not finish within 60 s" % what)
+            raise Failure("%s: the download did not finish within 60 s" % what)
         code, size, total = (so.split() + ["?", "?", "0"])[:3]
-        expect(code == "200" and size == str(DOWNLOAD_BYTES),
-               "%s: 50 MB download: status %s, %s bytes (curl exit %d: %s)"
-               % (what, code, size, f["dl"].returncode, se.strip()))
+        expect(code == "200" and size == str(f["size"]),
+               "%s: %d-byte download: status %s, %s bytes (curl exit %d: %s)"
+               % (what, f["size"], code, size, f["dl"].returncode, se.strip()))
         expect_eq(f["dl"].returncode, 0, "%s: curl exit code of the download (%s)" % (what, se.strip()))
-        expect_eq(sha256_path(f["out"]), home_service.download_sha256(DOWNLOAD_BYTES, f["tag"]),
-                  "%s: sha256 of the 50 MB download" % what)
+        expect_eq(sha256_path(f["out"]), home_service.download_sha256(f["size"], f["tag"]),
+                  "%s: sha256 of the download" % what)
         with open(f["hdr"]) as fh:
             expect("x-home-service: %s" % served_by.lower() in fh.read().lower(),
                    "%s: download not served by %s" % (what, served_by))
         os.unlink(f["out"])
         t_dl = f["t0"] + float(total)
-        print("   %s: SIGTERM %.2fs after the requests started; the 5 s request ended 200 %.2fs after "
-              "SIGTERM, the 50 MB download 200 (%s bytes, sha256 ok, %.2fs at ~10 MiB/s) %.2fs after SIGTERM"
-              % (what, t_term - f["t0"], t_slow - t_term, size, float(total), t_dl - t_term))
-        return max(t_slow, t_dl)
+        slow = "the 5 s request ended 200 %.2fs after SIGTERM, " % (t_slow - t_term) if f["slow"] else ""
+        print("   %s: SIGTERM %.2fs after the requests started; %sthe download 200 (%s bytes, "
+              "sha256 ok, %.2fs) %.2fs after SIGTERM"
+              % (what, t_term - f["t0"], slow, size, float(total), t_dl - t_term))
+        return max(t_slow, t_dl) if f["slow"] else t_dl
 
     def wait_streams_open(proc, since, tag):
         def both():
             paths = [e.get("path", "") for e in proc.find_all("stream.open", since=since)]
-            return (any(p.startswith("/slow") for p in paths)
+            return ((tag == "lasttail" or any(p.startswith("/slow") for p in paths))
                     and any(p.startswith("/download") and tag in p for p in paths))
         deadline = time.monotonic() + 10
         while not both():
@@ -481,6 +485,44 @@ def main():
         finally:
             stop_inflight(f)
             a.stop(25)
+
+    @run.case
+    def drain_origin_last_stream_tail():
+        # Origin drain where the one stream in flight is a download limited by its
+        # client (2 MiB/s, so the stream waits on the edge's WINDOW grants) and the
+        # tunnel's kernel buffers are small (16 KiB: tcp_wmem in the origin ns,
+        # tcp_rmem in the edge ns): the last response bytes and FIN then leave the
+        # origin in one batch that needs several event-loop turns to reach the kernel.
+        # They must all arrive before the origin closes the tunnel and exits.
+        sysctls = [(topo.origin, "net.ipv4.tcp_wmem"), (topo.edge, "net.ipv4.tcp_rmem")]
+        saved = [(ns, k, sh("sysctl", "-n", k, netns=ns).stdout.strip()) for ns, k in sysctls]
+        try:
+            for ns, k in sysctls:
+                sh("sysctl", "-qw", "%s=4096 16384 16384" % k, netns=ns)
+            if st["a"].alive():
+                st["a"].stop(25)
+            st["a"] = h.start_origin(conf_a, name="origin-a", netns=topo.origin)  # a new tunnel socket
+            st["a"].wait_event("tunnel.up", timeout=10)
+            if "b" in st and st["b"].alive():
+                expect_eq(st["b"].stop(10), 0, "replica B exit code after SIGTERM (idle)")
+            expect_edge_tunnels(1, "only A")
+            a = st["a"]
+            ma = a.mark()
+            f = start_inflight("lasttail", slow_request=False, size=10_000_000, rate="2M")
+            try:
+                wait_streams_open(a, ma, f["tag"])
+                time.sleep(0.5)
+                expect(inflight_running(f), "the download finished before the SIGTERM")
+                t_term = time.time()
+                a.signal(signal.SIGTERM)
+                check_inflight("origin drain, window-limited download last", f, t_term, served_by="A")
+                expect_eq(a.p.wait(25), 0, "origin A exit code after SIGTERM")
+            finally:
+                stop_inflight(f)
+                a.stop(25)
+        finally:
+            for ns, k, v in saved:
+                sh("sysctl", "-qw", "%s=%s" % (k, v), netns=ns, check=False)
 
     # 6 ---------------------------------------------------------------------
     @run.case
