@@ -4,6 +4,7 @@
 
 #include "hearth/origin/origin.hpp"
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -42,6 +43,8 @@ constexpr std::size_t kPipeChunk = 16 * 1024;
 constexpr std::size_t kPipeInitial = 2 * 1024;
 // A connection that stayed up this long resets the reconnect backoff.
 constexpr auto kHealthyPeriod = std::chrono::seconds(5);
+// How long a drained tunnel waits for the edge to close after our FIN.
+constexpr auto kLinger = std::chrono::milliseconds(2000);
 
 void log_exception(std::exception_ptr e) {
   if (!e) return;
@@ -94,7 +97,9 @@ class Origin {
   asio::awaitable<void> admin_loop(tcp::acceptor& acc);
   void on_signal(error_code ec, int sig);
   void begin_drain();
-  void stop_all();
+  void stop_all(bool drained = false);
+  void stop_when_closed(std::vector<std::shared_ptr<tunnel::Connection>> conns,
+                        std::chrono::steady_clock::time_point deadline);
 
   std::shared_ptr<const config::OriginConfig> cfg_;
   // Workers are declared first so they are destroyed last: the control
@@ -468,7 +473,7 @@ void Origin::begin_drain() {
   for (auto& c : conns) {
     c->go_away("origin is shutting down");
     c->when_idle([this, remaining] {
-      if (remaining->fetch_sub(1) == 1) asio::post(control_, [this] { stop_all(); });
+      if (remaining->fetch_sub(1) == 1) asio::post(control_, [this] { stop_all(true); });
     });
   }
   log::info("drain.start",
@@ -486,7 +491,7 @@ void Origin::begin_drain() {
   });
 }
 
-void Origin::stop_all() {
+void Origin::stop_all(bool drained) {
   std::vector<std::shared_ptr<tunnel::Connection>> conns;
   {
     std::lock_guard lock(mu_);
@@ -494,16 +499,37 @@ void Origin::stop_all() {
       if (c) conns.push_back(c);
     }
   }
-  for (auto& c : conns) c->close("origin stopped");
+  // Drained connections close gracefully: their last frames (a stream's
+  // final bytes and FIN) may still be in the socket, and an abrupt close
+  // with unread input would reset the connection and lose them.
+  for (auto& c : conns) {
+    if (drained) {
+      c->close_gracefully("origin stopped", kLinger);
+    } else {
+      c->close("origin stopped");
+    }
+  }
   error_code ignored;
   if (drain_timer_) drain_timer_->cancel();
   if (admin_acc_) admin_acc_->close(ignored);
   signals_.cancel(ignored);
-  // Give the close a moment to reach the socket before the workers stop.
-  auto t = std::make_shared<asio::steady_timer>(control_, std::chrono::milliseconds(50));
-  t->async_wait([this, t](error_code) {
-    for (auto& w : workers_) w->stop();
-    control_.stop();
+  // Stop the workers once every connection is closed (bounded by kLinger).
+  auto deadline = std::chrono::steady_clock::now() + kLinger + std::chrono::milliseconds(50);
+  stop_when_closed(std::move(conns), deadline);
+}
+
+void Origin::stop_when_closed(std::vector<std::shared_ptr<tunnel::Connection>> conns,
+                              std::chrono::steady_clock::time_point deadline) {
+  bool all = std::all_of(conns.begin(), conns.end(), [](const auto& c) { return c->closed(); });
+  auto t = std::make_shared<asio::steady_timer>(control_, std::chrono::milliseconds(all ? 50 : 10));
+  t->async_wait([this, t, all, deadline, conns = std::move(conns)](error_code) mutable {
+    if (all || std::chrono::steady_clock::now() >= deadline) {
+      // A moment for the closes to reach the sockets, then stop.
+      for (auto& w : workers_) w->stop();
+      control_.stop();
+      return;
+    }
+    stop_when_closed(std::move(conns), deadline);
   });
 }
 

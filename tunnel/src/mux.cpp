@@ -200,7 +200,7 @@ void StreamState::close() {
     if (self->fin_requested_ && !self->send_error_) {
       // Graceful: the bytes already written still go out, then FIN.
       if (self->fin_sent_) {
-        self->finish_close();
+        self->conn_->finish_after_write(self);
       } else {
         self->conn_->mark_ready(*self);
       }
@@ -232,6 +232,7 @@ Connection::Connection(asio::io_context::executor_type ex, TlsStream tls,
       options_(std::move(options)),
       wake_(ex_),
       ka_timer_(ex_),
+      linger_(ex_),
       last_rx_(std::chrono::steady_clock::now()) {}
 
 Connection::~Connection() = default;
@@ -286,6 +287,30 @@ void Connection::unregister(StreamState& s) {
   streams_.erase(s.id_);
   active_.fetch_sub(1, std::memory_order_relaxed);
   check_idle();
+}
+
+void Connection::finish_after_write(const std::shared_ptr<StreamState>& s) {
+  // Our FIN may be in the batch being written right now: see writer().
+  if (writing_) {
+    finished_.push_back(s);
+  } else {
+    s->finish_close();
+  }
+}
+
+void Connection::close_gracefully(std::string reason, std::chrono::milliseconds linger) {
+  asio::dispatch(ex_, [self = shared_from_this(), reason = std::move(reason), linger]() mutable {
+    if (self->closed_ || self->graceful_) return;
+    self->graceful_ = true;
+    self->usable_.store(false);
+    self->close_reason_ = std::move(reason);
+    self->wake_writer();
+    // The peer answers our TCP FIN by closing; if it does not, stop waiting.
+    self->linger_.expires_after(linger);
+    self->linger_.async_wait([self](error_code ec) {
+      if (!ec) self->do_close(self->close_reason_);
+    });
+  });
 }
 
 void Connection::check_idle() {
@@ -368,6 +393,7 @@ void Connection::close(std::string reason) {
 void Connection::do_close(std::string reason) {
   if (closed_) return;
   closed_ = true;
+  closed_flag_.store(true);
   usable_.store(false);
   close_reason_ = reason;
   error_code ignored;
@@ -377,6 +403,7 @@ void Connection::do_close(std::string reason) {
   beast::get_lowest_layer(tls_).close();
   wake_.cancel();
   ka_timer_.cancel();
+  linger_.cancel();
   auto streams = std::move(streams_);
   streams_.clear();
   ready_.clear();
@@ -469,7 +496,7 @@ bool Connection::handle_frame(const FrameHeader& h, std::span<const std::uint8_t
       s->recv_fin_ = true;
       s->reusable_.store(false, std::memory_order_relaxed);
       s->do_read();
-      if (s->closing_ && s->fin_sent_) unregister(*s);
+      if (s->closing_ && s->fin_sent_) finish_after_write(s->shared_from_this());
       return true;
     }
     case FrameType::reset: {
@@ -550,6 +577,15 @@ asio::awaitable<void> Connection::writer() {
   auto self = shared_from_this();
   for (;;) {
     if (closed_) co_return;
+    if (control_.empty() && ready_.empty() && graceful_ && !tcp_fin_sent_) {
+      // Everything queued is written: FIN the TCP connection. Closing the
+      // socket at once could lose what the kernel still holds (a close with
+      // unread input sends RST); the reader ends on the peer's close.
+      tcp_fin_sent_ = true;
+      error_code ignored;
+      beast::get_lowest_layer(tls_).socket().shutdown(asio::ip::tcp::socket::shutdown_send,
+                                                      ignored);
+    }
     if (control_.empty() && ready_.empty()) {
       writer_waiting_ = true;
       wake_.expires_at(std::chrono::steady_clock::time_point::max());
@@ -578,12 +614,20 @@ asio::awaitable<void> Connection::writer() {
       if (s->send_.size() == 0 && s->fin_requested_ && !s->fin_sent_) {
         append_frame(batch_, FrameType::fin, s->id(), {});
         s->fin_sent_ = true;
-        if (s->closing_) s->finish_close();
+        // Leave the map only once this batch is written: unregistering can
+        // make the connection idle, and an origin's drain closes an idle
+        // connection at once, which would cut this batch (the stream's last
+        // bytes and its FIN) short.
+        if (s->closing_) finished_.push_back(s);
       }
       mark_ready(*s);
     }
     if (batch_.empty()) continue;
+    writing_ = true;
     auto [ec, n] = co_await asio::async_write(tls_, asio::buffer(batch_), tuple_awaitable);
+    writing_ = false;
+    for (auto& s : finished_) s->finish_close();
+    finished_.clear();
     if (ec) {
       do_close(closed_ ? close_reason_ : "write failed: " + ec.message());
       co_return;

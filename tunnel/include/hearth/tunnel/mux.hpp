@@ -266,6 +266,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void go_away(std::string reason);
   // Thread-safe. Closes the connection; every stream fails with connection_lost.
   void close(std::string reason);
+  // Thread-safe. For a drained connection: no new streams, write out what is
+  // queued, send TCP FIN, and close when the peer closes or after `linger`.
+  void close_gracefully(std::string reason, std::chrono::milliseconds linger);
+  bool closed() const { return closed_flag_.load(std::memory_order_relaxed); }
 
   bool usable() const { return usable_.load(std::memory_order_relaxed); }
   bool peer_going_away() const { return peer_goaway_.load(std::memory_order_relaxed); }
@@ -299,6 +303,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void do_close(std::string reason);
   void check_idle();
   void reset_parked_streams();
+  void finish_after_write(const std::shared_ptr<StreamState>& s);
 
   asio::io_context::executor_type ex_;
   TlsStream tls_;
@@ -306,6 +311,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionOptions options_;
   asio::steady_timer wake_;
   asio::steady_timer ka_timer_;
+  asio::steady_timer linger_;
 
   OpenHandler on_open_;
   CloseHandler on_close_;
@@ -315,8 +321,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<std::shared_ptr<StreamState>> ready_;
   std::vector<std::uint8_t> control_;
   std::vector<std::uint8_t> batch_;
+  std::vector<std::shared_ptr<StreamState>> finished_;  // closed; FIN in the batch being written
   bool closed_ = false;
   bool writer_waiting_ = false;
+  bool writing_ = false;   // a batch is being written
+  bool graceful_ = false;  // close_gracefully() called
+  bool tcp_fin_sent_ = false;  // TCP FIN sent (graceful close)
   std::uint32_t last_peer_id_ = 0;
   std::uint32_t next_id_ = 1;  // opener side; touched only on ex_
   bool goaway_sent_ = false;
@@ -324,6 +334,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::steady_clock::time_point last_rx_;
 
   std::atomic<bool> usable_{true};
+  std::atomic<bool> closed_flag_{false};
   std::atomic<bool> peer_goaway_{false};
   std::atomic<std::size_t> active_{0};
   std::atomic<std::int64_t> rtt_us_{-1};
