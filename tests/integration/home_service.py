@@ -103,6 +103,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.server_version
 
     # -- plumbing ---------------------------------------------------------
+    def setup(self):
+        super().setup()
+        # Headers and body leave in separate writes: without TCP_NODELAY the
+        # body waits for the ACK of the headers (Nagle), which a keep-alive
+        # peer delays up to 40 ms. Real servers (nginx, Node) set it too.
+        import socket as _socket
+        self.connection.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+
     def parse_request(self):
         ok = super().parse_request()
         if ok:  # one handler object per TCP connection: count its requests

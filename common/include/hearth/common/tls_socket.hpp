@@ -30,6 +30,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
 #include <chrono>
+#include <algorithm>
 #include <cstddef>
 #include <memory>
 
@@ -82,14 +83,25 @@ class TlsSocket {
         Op<true>{impl_, Kind::read, b.data(), b.size()}, token, impl_->sock);
   }
 
+  // Small buffers of a sequence (Beast writes a response head and its body
+  // as two) are gathered into one TLS record, as beast::flat_stream does for
+  // asio::ssl::stream: one record and one send instead of two.
   template <class ConstBufferSequence, class Token>
   auto async_write_some(const ConstBufferSequence& buffers, Token&& token) {
     auto b = first_nonempty<boost::asio::const_buffer>(buffers);
-    return boost::asio::async_compose<Token, void(error_code, std::size_t)>(
-        Op<true>{impl_, Kind::write, const_cast<void*>(b.data()), b.size()}, token, impl_->sock);
+    Op<true> op{impl_, Kind::write, const_cast<void*>(b.data()), b.size()};
+    if (b.size() < kCoalesce && boost::asio::buffer_size(buffers) > b.size()) {
+      std::size_t n = std::min(boost::asio::buffer_size(buffers), kCoalesce);
+      op.owned.reset(new char[n]);
+      op.data = op.owned.get();
+      op.size = boost::asio::buffer_copy(boost::asio::buffer(op.owned.get(), n), buffers);
+    }
+    return boost::asio::async_compose<Token, void(error_code, std::size_t)>(std::move(op), token,
+                                                                            impl_->sock);
   }
 
  private:
+  static constexpr std::size_t kCoalesce = 16 * 1024;  // one TLS record
   enum class Kind { handshake, read, write, shutdown };
   enum class Want { done, read, write };
 
@@ -138,6 +150,7 @@ class TlsSocket {
     Kind kind;
     void* data;
     std::size_t size;
+    std::unique_ptr<char[]> owned{};  // gathered small buffers (writes)
     enum class State { start, waiting, posted } state = State::start;
     clock::time_point deadline{};
     Attempt result{};
