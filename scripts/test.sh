@@ -4,9 +4,13 @@
 #   1. scripts/install-deps.sh                (no apt work when nothing is missing)
 #   2. Release build in build/, then ctest    (unit cases + integration tests)
 #   3. Debug + ASan/UBSan build in build-asan/, then the same ctest run there
+#   4. scripts/fuzz.sh: clang libFuzzer build in build-fuzz/, each target run for
+#      HEARTH_FUZZ_SECONDS from a scratch copy of its seed corpus (one result per target)
 #
 # Environment:
 #   HEARTH_SKIP_SANITIZE=1       skip step 3
+#   HEARTH_SKIP_FUZZ=1           skip step 4 (its targets are counted as skipped)
+#   HEARTH_FUZZ_SECONDS=N        step 4: seconds per fuzz target (default 60, two at a time)
 #   HEARTH_BUILD_DIR=DIR         build dir of step 2 (default build)
 #   HEARTH_ASAN_BUILD_DIR=DIR    build dir of step 3 (default build-asan)
 #   HEARTH_CTEST_ARGS="..."      extra ctest arguments for both passes (e.g. "-R integration")
@@ -14,7 +18,7 @@
 #   HEARTH_JOBS=N                build and ctest parallelism (default 2)
 #
 # Per-test timeouts are set in CMake (tests/CMakeLists.txt). Exits non-zero if any
-# step fails; the last line is "hearth: N passed, N failed, N skipped" over both passes.
+# step fails; the last line is "hearth: N passed, N failed, N skipped" over every pass.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -109,6 +113,41 @@ else
   else
     phase build-asan "$t"
     failed_passes+=("build-asan")
+    total_failed=$((total_failed + 1))
+  fi
+fi
+
+fuzz_targets=(tests/fuzz/*_fuzz.cpp)
+if [[ "${HEARTH_SKIP_FUZZ:-0}" == 1 ]]; then
+  echo
+  echo "test.sh: HEARTH_SKIP_FUZZ=1: skipping the fuzz pass (${#fuzz_targets[@]} targets)"
+  total_skipped=$((total_skipped + ${#fuzz_targets[@]}))
+else
+  echo
+  echo "=== test.sh: fuzz (libFuzzer, ${HEARTH_FUZZ_SECONDS:-60}s per target) ==="
+  t=$SECONDS
+  if HEARTH_JOBS=$jobs scripts/fuzz.sh --build-only; then
+    phase build-fuzz "$t"
+    t=$SECONDS
+    fuzz_log=$(mktemp)
+    status=0
+    HEARTH_JOBS=$jobs scripts/fuzz.sh 2>&1 | tee "$fuzz_log" || status=$?
+    phase fuzz "$t"
+    line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$fuzz_log" | tail -1 || true)
+    rm -f "$fuzz_log"
+    if [[ "$line" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+      total_passed=$((total_passed + BASH_REMATCH[1]))
+      total_failed=$((total_failed + BASH_REMATCH[2]))
+      ((status == 0)) || failed_passes+=("fuzz")
+      # fuzz.sh failed without reporting a failed target: count it.
+      ((status == 0 || BASH_REMATCH[2] > 0)) || total_failed=$((total_failed + 1))
+    else
+      failed_passes+=("fuzz")
+      total_failed=$((total_failed + 1))
+    fi
+  else
+    phase build-fuzz "$t"
+    failed_passes+=("build-fuzz")
     total_failed=$((total_failed + 1))
   fi
 fi
