@@ -41,7 +41,7 @@ constexpr std::size_t kRelayChunk = 16 * 1024;  // one TLS record
 constexpr std::size_t kBodyReadBuffer = 64 * 1024;
 // A WebSocket pipe starts with a small buffer and doubles it (up to
 // kRelayChunk) while reads fill it: idle sockets are the common case.
-constexpr std::size_t kPipeInitial = 2 * 1024;
+constexpr std::size_t kPipeInitial = 512;
 constexpr std::uint32_t kResponseHeaderLimit = 64 * 1024;
 
 bool is_quiet_close(const error_code& ec) {
@@ -594,6 +594,7 @@ asio::awaitable<void> HttpsSession::pipe_client_to_tunnel(Exchange& x) {
     if (ec) co_return;
     buf_.consume(n);
   }
+  buf_.shrink_to_fit();  // the pipe reads into its own buffer: free the head's
   std::vector<char> chunk(kPipeInitial);
   for (;;) {
     auto [ec, n] = co_await tls_.async_read_some(asio::buffer(chunk), tuple_awaitable);
@@ -629,6 +630,7 @@ asio::awaitable<void> HttpsSession::pipe_tunnel_to_client(Exchange& x) {
     }
     tbuf_.consume(n);
   }
+  tbuf_.shrink_to_fit();
   std::vector<char> chunk(kPipeInitial);
   for (;;) {
     auto [ec, n] = co_await stream.async_read_some(asio::buffer(chunk), tuple_awaitable);

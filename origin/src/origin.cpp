@@ -40,7 +40,7 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kPipeChunk = 16 * 1024;
 // Pipe buffers start small and double while reads fill them: most WebSockets
 // are idle most of the time.
-constexpr std::size_t kPipeInitial = 2 * 1024;
+constexpr std::size_t kPipeInitial = 512;
 // A connection that stayed up this long resets the reconnect backoff.
 constexpr auto kHealthyPeriod = std::chrono::seconds(5);
 // How long a drained tunnel waits for the edge to close after our FIN.
