@@ -137,19 +137,30 @@ void run(asio::io_context& io, asio::awaitable<void> a) {
   if (err) std::rethrow_exception(err);
 }
 
+// A client and a server TlsSocket over loopback, TLS handshake done.
+struct Connected {
+  Contexts ctx;
+  asio::io_context io;
+  std::optional<TlsSocket> server, client;
+  Connected() {
+    auto [a, b] = socket_pair(io);
+    server.emplace(std::move(b), ctx.server.native_handle());
+    client.emplace(std::move(a), ctx.client.native_handle());
+    error_code sec, cec;
+    run(io, handshake_both(&*server, &*client, &sec, &cec));
+    REQUIRE_FALSE(sec);
+    REQUIRE_FALSE(cec);
+    io.restart();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("TlsSocket: handshake, 8 MiB both ways at once, close_notify is EOF", "[tls_socket]") {
-  Contexts ctx;
-  asio::io_context io;
-  auto [a, b] = socket_pair(io);
-  TlsSocket server(std::move(b), ctx.server.native_handle());
-  TlsSocket client(std::move(a), ctx.client.native_handle());
-
-  error_code sec, cec;
-  run(io, handshake_both(&server, &client, &sec, &cec));
-  REQUIRE_FALSE(sec);
-  REQUIRE_FALSE(cec);
+  Connected c;
+  auto& io = c.io;
+  auto& server = *c.server;
+  auto& client = *c.client;
 
   const auto up = pattern(8 << 20, 'u');
   const auto down = pattern(8 << 20, 'd');
@@ -170,14 +181,10 @@ TEST_CASE("TlsSocket: handshake, 8 MiB both ways at once, close_notify is EOF", 
 }
 
 TEST_CASE("TlsSocket: TCP close without close_notify is stream_truncated", "[tls_socket]") {
-  Contexts ctx;
-  asio::io_context io;
-  auto [a, b] = socket_pair(io);
-  TlsSocket server(std::move(b), ctx.server.native_handle());
-  TlsSocket client(std::move(a), ctx.client.native_handle());
-  error_code sec, cec;
-  run(io, handshake_both(&server, &client, &sec, &cec));
-  REQUIRE_FALSE(sec);
+  Connected c;
+  auto& io = c.io;
+  auto& server = *c.server;
+  auto& client = *c.client;
   // One byte each way first, so the client has read the server's session
   // tickets: closing with unread data would send RST (connection_reset).
   std::vector<char> one{'x'}, got;
@@ -223,14 +230,10 @@ TEST_CASE("TlsSocket: a silent peer times out; a garbage peer fails the handshak
 
 TEST_CASE("TlsSocket: Beast HTTP runs on it; an idle connection keeps no record buffers",
           "[tls_socket]") {
-  Contexts ctx;
-  asio::io_context io;
-  auto [a, b] = socket_pair(io);
-  TlsSocket server(std::move(b), ctx.server.native_handle());
-  TlsSocket client(std::move(a), ctx.client.native_handle());
-  error_code sec, cec;
-  run(io, handshake_both(&server, &client, &sec, &cec));
-  REQUIRE_FALSE(sec);
+  Connected c;
+  auto& io = c.io;
+  auto& server = *c.server;
+  auto& client = *c.client;
 
   error_code wec, rec;
   http::request<http::string_body> req{http::verb::post, "/x", 11}, got;
