@@ -62,7 +62,7 @@ VARIANTS = {
                           ("reconnect_max", '"1s"')]),
 }
 VARIANT_TEXT = {
-    "default": "keepalive 10 s / 30 s, connect_timeout 10 s, reconnect 100 ms..30 s (all defaults)",
+    "default": "keepalive 10 s / 30 s, connect_timeout 10 s, reconnect 100 ms..30 s: all defaults",
     "short": "keepalive 1 s / 3 s, connect_timeout 2 s, reconnect 100 ms..1 s",
 }
 
