@@ -642,12 +642,17 @@ asio::awaitable<void> Connection::writer() {
 
 asio::awaitable<void> Connection::keepalive() {
   auto self = shared_from_this();
+  // Wake for whichever comes first: the next PING, or the moment the peer
+  // will have been silent for keepalive_timeout (checking only at PING
+  // ticks would add up to one interval to the detection time).
+  using clock = std::chrono::steady_clock;
+  auto next_ping = clock::now() + options_.keepalive_interval;
   while (!closed_) {
-    ka_timer_.expires_after(options_.keepalive_interval);
+    ka_timer_.expires_at(std::min(next_ping, last_rx_ + options_.keepalive_timeout));
     co_await ka_timer_.async_wait(tuple_awaitable);
     if (closed_) co_return;
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_rx_ > options_.keepalive_timeout) {
+    auto now = clock::now();
+    if (now - last_rx_ >= options_.keepalive_timeout) {
       log::warn("tunnel.keepalive_timeout",
                 {{"conn", options_.log_id},
                  {"silent_ms",
@@ -655,6 +660,8 @@ asio::awaitable<void> Connection::keepalive() {
       do_close("keepalive timeout");
       co_return;
     }
+    if (now < next_ping) continue;
+    next_ping = now + options_.keepalive_interval;
     std::int64_t us =
         std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
     std::array<std::uint8_t, 8> opaque{};
