@@ -44,6 +44,22 @@ constexpr std::size_t kBodyReadBuffer = 64 * 1024;
 constexpr std::size_t kPipeInitial = 512;
 constexpr std::uint32_t kResponseHeaderLimit = 64 * 1024;
 
+// RFC 9110 9.2.2: a request the service may have seen can be sent again only
+// for these.
+bool is_idempotent(http::verb m) {
+  switch (m) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::trace:
+    case http::verb::put:
+    case http::verb::delete_:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_quiet_close(const error_code& ec) {
   // stream_truncated: the client closed TCP without a TLS close_notify, which
   // browsers do all the time; treat it like EOF, not as an attack.
@@ -340,10 +356,13 @@ asio::awaitable<bool> HttpsSession::handle_request(
     // under us (the service's keep-alive timeout) or the origin refused it
     // because it is draining (the edge then picks another live tunnel).
     // (Without a body, forward_request only writes to the stream, so up_ec
-    // is a stream error too.)
+    // is a stream error too.) On a kept stream the service may have seen the
+    // request before closing, so only idempotent methods go again, as nginx
+    // does; a RESET draining means the origin never passed it on.
     error_code stream_ec = x.down_ec ? x.down_ec : x.up_ec;
     bool retry = attempt == 0 && !x.response_started && !timed_out_ && !body_pending &&
-                 stream_ec && (reused || stream_ec == tunnel::Errc::draining);
+                 stream_ec &&
+                 ((reused && is_idempotent(req.method())) || stream_ec == tunnel::Errc::draining);
     if (!retry) break;
     log::debug("proxy.retry", {{"conn", conn_id_},
                                {"request_id", x.request_id},

@@ -16,6 +16,7 @@ HTTP endpoints (all also answer HEAD: same headers, no body):
   /drop-if-reused        closes the connection without answering when this is not the
                          first request on it (a kept upstream connection the service
                          closed just as the proxy reused it); else like /headers
+                         (GET, POST, PUT)
   /ws-open               JSON {"open": N}: WebSocket connections open right now
 /headers also reports "peer" (the TCP peer, ip:port) and "conn_requests" (how many
 requests this TCP connection has carried, this one included).
@@ -234,6 +235,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._json(200, {"length": n, "sha256": h.hexdigest(),
                                     "service": self.server.name})
         self._drain_body()
+        if path == "/drop-if-reused":
+            if self._served > 1:
+                self.close_connection = True
+                return None
+            return self._json(200, {"peer": "%s:%d" % self.client_address[:2],
+                                    "conn_requests": self._served})
         return self._reply(404, "not found\n")
 
     do_PUT = do_POST  # noqa: N815

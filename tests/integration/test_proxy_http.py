@@ -247,6 +247,25 @@ def main():
             c.close()
 
     @run.case
+    def kept_upstream_closed_under_a_post_is_not_retried():
+        # A POST may have reached the service before it closed: it is not sent
+        # twice (nginx does the same); the client gets 502.
+        c = h.https()
+        try:
+            c.request("GET", "/headers")
+            r = c.getresponse()
+            r.read()
+            expect_eq(r.status, 200, "first request")
+            c.request("POST", "/drop-if-reused", body=b"")
+            r = c.getresponse()
+            r.read()
+            expect_eq(r.status, 502, "POST the service dropped on a kept connection")
+        finally:
+            c.close()
+        st, _, body = h.request("GET", "/headers")
+        expect_eq(st, 200, "next request on a new client connection")
+
+    @run.case
     def x_forwarded_headers_replaced():
         j, _ = get_json("/headers", {"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "http",
                                      "X-Forwarded-Host": "evil.test"})
