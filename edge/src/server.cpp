@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "hearth/common/log.hpp"
+#include "hearth/common/workers.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
 #include "hearth/edge/edge.hpp"
@@ -493,31 +494,7 @@ int Edge::run() {
                              {"edge_pin", pin ? *pin : "?"},
                              {"config", cfg->source.string()}});
 
-  std::vector<std::thread> threads;
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
-  for (auto& w : workers_) {
-    guards.push_back(asio::make_work_guard(*w));
-    threads.emplace_back([&io = *w] {
-      for (;;) {
-        try {
-          io.run();
-          return;
-        } catch (const std::exception& e) {
-          log::error("worker.exception", {{"what", e.what()}});
-        }
-      }
-    });
-  }
-  for (;;) {
-    try {
-      control_.run();
-      break;
-    } catch (const std::exception& e) {
-      log::error("control.exception", {{"what", e.what()}});
-    }
-  }
-  for (auto& w : workers_) w->stop();
-  for (auto& t : threads) t.join();
+  run_contexts(control_, workers_);
   shared_->registry.clear();
   log::info("edge.stopped");
   return 0;

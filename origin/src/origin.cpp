@@ -23,6 +23,7 @@
 #include "hearth/common/admin.hpp"
 #include "hearth/common/crypto.hpp"
 #include "hearth/common/log.hpp"
+#include "hearth/common/workers.hpp"
 #include "hearth/common/route_match.hpp"
 #include "hearth/common/version.hpp"
 #include "hearth/tunnel/handshake.hpp"
@@ -565,32 +566,8 @@ int Origin::run() {
                                {"connections", cfg_->connections},
                                {"routes", cfg_->routes.size()},
                                {"workers", workers_.size()}});
-  std::vector<std::thread> threads;
-  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
-  for (auto& w : workers_) {
-    guards.push_back(asio::make_work_guard(*w));
-    threads.emplace_back([&io = *w] {
-      for (;;) {
-        try {
-          io.run();
-          return;
-        } catch (const std::exception& e) {
-          log::error("worker.exception", {{"what", e.what()}});
-        }
-      }
-    });
-  }
   auto control_guard = asio::make_work_guard(control_);
-  for (;;) {
-    try {
-      control_.run();
-      break;
-    } catch (const std::exception& e) {
-      log::error("control.exception", {{"what", e.what()}});
-    }
-  }
-  for (auto& w : workers_) w->stop();
-  for (auto& t : threads) t.join();
+  run_contexts(control_, workers_);
   log::info("origin.stopped");
   return 0;
 }
