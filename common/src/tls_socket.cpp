@@ -26,8 +26,9 @@ void ignore_sigpipe_once() {
 }  // namespace
 
 TlsSocket::Impl::Impl(asio::ip::tcp::socket s, SSL* ssl_in)
-    : sock(std::move(s)), ssl(ssl_in), timers{asio::steady_timer(sock.get_executor()),
-                                              asio::steady_timer(sock.get_executor())} {}
+    : sock(std::move(s)),
+      ssl(ssl_in),
+      timers{asio::steady_timer(sock.get_executor()), asio::steady_timer(sock.get_executor())} {}
 
 TlsSocket::Impl::~Impl() { SSL_free(ssl); }
 
@@ -71,8 +72,7 @@ void TlsSocket::close() {
 
 boost::system::error_code TlsSocket::make_timeout() { return boost::beast::error::timeout; }
 
-void TlsSocket::arm_timer(const std::shared_ptr<Impl>& impl, int side,
-                          clock::time_point deadline) {
+void TlsSocket::arm_timer(const std::shared_ptr<Impl>& impl, int side, clock::time_point deadline) {
   auto& t = impl->timers[side];
   unsigned tick = ++impl->ticks[side];
   t.expires_at(deadline);
@@ -128,9 +128,9 @@ TlsSocket::Attempt TlsSocket::attempt(Impl& impl, Kind kind, void* data, std::si
       return a;
     case SSL_ERROR_SYSCALL:
       if (ERR_peek_error() == 0) {
-        a.ec = saved_errno == 0 ? boost::system::error_code(asio::ssl::error::stream_truncated)
-                                : boost::system::error_code(saved_errno,
-                                                            boost::system::system_category());
+        a.ec = saved_errno == 0
+                   ? boost::system::error_code(asio::ssl::error::stream_truncated)
+                   : boost::system::error_code(saved_errno, boost::system::system_category());
         if (saved_errno == ECONNRESET) a.ec = asio::error::connection_reset;
         return a;
       }

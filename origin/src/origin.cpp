@@ -23,9 +23,9 @@
 #include "hearth/common/admin.hpp"
 #include "hearth/common/crypto.hpp"
 #include "hearth/common/log.hpp"
-#include "hearth/common/workers.hpp"
 #include "hearth/common/route_match.hpp"
 #include "hearth/common/version.hpp"
+#include "hearth/common/workers.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "hearth/tunnel/mux.hpp"
 
@@ -266,7 +266,8 @@ asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Ope
   // trip through getaddrinfo on Asio's resolver thread.
   auto addr = asio::ip::make_address(r.service.host, cec);
   if (!cec) {
-    std::tie(cec) = co_await svc.async_connect(tcp::endpoint(addr, r.service.port), tuple_awaitable);
+    std::tie(cec) =
+        co_await svc.async_connect(tcp::endpoint(addr, r.service.port), tuple_awaitable);
   } else {
     tcp::resolver resolver(ex);
     auto [rec, results] = co_await resolver.async_resolve(

@@ -324,8 +324,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::vector<std::shared_ptr<StreamState>> finished_;  // closed; FIN in the batch being written
   bool closed_ = false;
   bool writer_waiting_ = false;
-  bool writing_ = false;   // a batch is being written
-  bool graceful_ = false;  // close_gracefully() called
+  bool writing_ = false;       // a batch is being written
+  bool graceful_ = false;      // close_gracefully() called
   bool tcp_fin_sent_ = false;  // TCP FIN sent (graceful close)
   std::uint32_t last_peer_id_ = 0;
   std::uint32_t next_id_ = 1;  // opener side; touched only on ex_
