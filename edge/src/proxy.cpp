@@ -316,10 +316,10 @@ asio::awaitable<bool> HttpsSession::handle_request(
   }
 
   auto ex = co_await asio::this_coro::executor;
-  ForwardInfo info{client_ip_, "https", std::string(requested_authority(req)), x.request_id,
-                   x.websocket, !x.websocket && x.version == 11};
+  ForwardInfo info{client_ip_,   "https",     std::string(requested_authority(req)),
+                   x.request_id, x.websocket, !x.websocket && req.version() == 11};
   prepare_upstream_request(req.base(), info);
-  x.upstream_keep_alive = info.keep_alive && req.version() == 11;
+  x.upstream_keep_alive = info.keep_alive;
 
   for (int attempt = 0;; ++attempt) {
     if (!reused) {
@@ -360,8 +360,7 @@ asio::awaitable<bool> HttpsSession::handle_request(
     // request before closing, so only idempotent methods go again, as nginx
     // does; a RESET draining means the origin never passed it on.
     error_code stream_ec = x.down_ec ? x.down_ec : x.up_ec;
-    bool retry = attempt == 0 && !x.response_started && !timed_out_ && !body_pending &&
-                 stream_ec &&
+    bool retry = attempt == 0 && !x.response_started && !timed_out_ && !body_pending && stream_ec &&
                  ((reused && is_idempotent(req.method())) || stream_ec == tunnel::Errc::draining);
     if (!retry) break;
     log::debug("proxy.retry", {{"conn", conn_id_},
@@ -413,8 +412,8 @@ asio::awaitable<bool> HttpsSession::handle_request(
            !x.down_ec;
   }
   disarm_watchdog();
-  if (keep && x.upstream_reusable && x.response_done && x.request_done && !x.up_ec &&
-      !x.down_ec && tbuf_.size() == 0 && stream_->reusable()) {
+  if (keep && x.upstream_reusable && x.response_done && x.request_done && !x.up_ec && !x.down_ec &&
+      tbuf_.size() == 0 && stream_->reusable()) {
     stream_->set_parked(true);
   } else {
     stream_.reset();
@@ -561,7 +560,8 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
     }
     bool header_sent = false;
     auto length = rp.content_length();
-    const std::size_t chunk_size = length ? std::min<std::size_t>(*length, kRelayChunk) : kRelayChunk;
+    const std::size_t chunk_size =
+        length ? std::min<std::size_t>(*length, kRelayChunk) : kRelayChunk;
     std::unique_ptr<char[]> chunk(new char[chunk_size]);
     if ((!length || *length > kRelayChunk) && tbuf_.capacity() < kBodyReadBuffer) {
       tbuf_.reserve(kBodyReadBuffer);

@@ -48,7 +48,7 @@ std::size_t Registry::size() const {
 }
 
 std::shared_ptr<const RouteGroup> Registry::group_for(std::string_view host,
-                                                     std::string_view path) const {
+                                                      std::string_view path) const {
   auto snap = snapshot();
   const auto* group = snap->table.lookup(host, path);
   return group ? *group : nullptr;
@@ -57,11 +57,10 @@ std::shared_ptr<const RouteGroup> Registry::group_for(std::string_view host,
 PickResult Registry::pick(std::string_view host, std::string_view path,
                           std::shared_ptr<const TunnelInfo>& out,
                           std::shared_ptr<const RouteGroup>* group_out) const {
-  auto snap = snapshot();
-  const auto* group = snap->table.lookup(host, path);
+  auto group = group_for(host, path);  // keeps the group's tunnels alive
   if (!group) return PickResult::unknown_host;
-  if (group_out) *group_out = *group;
-  const auto& tunnels = (*group)->tunnels;
+  const auto& tunnels = group->tunnels;
+  if (group_out) *group_out = group;
   if (tunnels.empty()) return PickResult::offline;
   std::size_t n = tunnels.size();
   std::size_t start = rotate_.fetch_add(1, std::memory_order_relaxed) % n;
