@@ -5,7 +5,6 @@ import datetime
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import report  # noqa: E402
 import workloads as W  # noqa: E402
-from stacks import STACKS, Lab, log  # noqa: E402
+from stacks import STACKS, Lab, log, stop_on_signals  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKLOADS = ["https", "dl", "ws", "probe", "busy", "idle", "recovery"]
@@ -206,10 +205,7 @@ def main():
     lab = Lab(ROOT, os.path.abspath(a.bin_dir), workdir, large_bytes=large, part_bytes=large // 8,
               edge_workers=a.edge_workers, origin_workers=a.origin_workers)
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    stop_on_signals()
 
     samples = []
     raw_path = os.path.join(workdir, "samples.tsv")

@@ -51,6 +51,14 @@ def _child_setup():
     _libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the bench
 
 
+def stop_on_signals():
+    """SIGTERM, SIGINT and SIGHUP raise KeyboardInterrupt, so a bench's `finally` cleans up."""
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+
+
 def run(argv, check=True, capture=True, timeout=60, **kw):
     r = subprocess.run(argv, capture_output=capture, text=True, timeout=timeout, **kw)
     if check and r.returncode != 0:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import workloads as W  # noqa: E402
 from main import ROOT, cpu_busy, wait_quiet  # noqa: E402
-from stacks import ADMIN_PORT, Lab, log, wait_until  # noqa: E402
+from stacks import ADMIN_PORT, Lab, log, stop_on_signals, wait_until  # noqa: E402
 
 
 def parse():
@@ -90,10 +89,7 @@ def main():
     lab = Lab(ROOT, os.path.abspath(a.bin_dir), workdir, large_bytes=large, part_bytes=large // 8,
               edge_workers=a.edge_workers, origin_workers=a.origin_workers)
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    stop_on_signals()
 
     configs = ["S1"] + ["c%d" % n for n in a.connections]
     rows = []

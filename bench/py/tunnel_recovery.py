@@ -33,7 +33,6 @@ import argparse
 import csv
 import datetime
 import os
-import shutil
 import signal
 import statistics
 import subprocess
@@ -46,11 +45,13 @@ from types import SimpleNamespace
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+sys.path.insert(0, HERE)  # bench/py: stacks.py
 
 import harness  # noqa: E402
 from harness import Harness  # noqa: E402
 from netns import (EDGE_IP, NsHTTPSConnection, Topology, netns_available, ns_request,  # noqa: E402
                    remove_stale_namespaces)
+from stacks import stop_on_signals  # noqa: E402
 
 HTTPS, HTTP, TUNNEL, ADMIN = 8443, 8080, 7443, 9901
 SCENARIOS = ["blackhole", "link", "sigkill", "sigterm"]
@@ -433,10 +434,7 @@ def main():
         if not os.access(os.path.join(a.bin_dir, exe), os.X_OK):
             sys.exit("%s/%s not found" % (a.bin_dir, exe))
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, on_signal)
+    stop_on_signals()
     b = Bench(a)
     started = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     t0 = time.monotonic()

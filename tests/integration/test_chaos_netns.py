@@ -396,6 +396,17 @@ def main():
         if not st["a"].alive():
             st["a"] = h.start_origin(conf_a, name="origin-a", netns=topo.origin)
 
+    def expect_clean_exit(proc, who, stopped_event, since):
+        """After SIGTERM: exit 0 within 25 s, having logged `stopped_event`; returns that event."""
+        try:
+            code = proc.p.wait(25)
+        except subprocess.TimeoutExpired:
+            raise Failure("%s did not exit within 25 s of SIGTERM" % who)
+        expect_eq(code, 0, "%s exit code after SIGTERM" % who)
+        stopped = proc.find(stopped_event, since=since)
+        expect(stopped is not None, "%s did not log %s" % (who, stopped_event))
+        return stopped
+
     def drain_edge(edge, a, ma, f):
         wait_streams_open(a, ma, f["tag"])
         time.sleep(0.5)
@@ -415,13 +426,7 @@ def main():
             pass
         a.wait_event("tunnel.goaway_received", timeout=5, since=ma)
         t_last = check_inflight("edge drain", f, t_term, served_by="A")
-        try:
-            code = edge.p.wait(25)
-        except subprocess.TimeoutExpired:
-            raise Failure("the edge did not exit within 25 s of SIGTERM")
-        expect_eq(code, 0, "edge exit code after SIGTERM")
-        stopped = edge.find("edge.stopped", since=me)
-        expect(stopped is not None, "the edge did not log edge.stopped")
+        stopped = expect_clean_exit(edge, "the edge", "edge.stopped", me)
         print("   edge drain: /readyz 503 and new connections refused while draining; edge.stopped %.2fs "
               "after SIGTERM (%.2fs after the last in-flight response ended), exit 0"
               % (ev_time(stopped) - t_term, ev_time(stopped) - t_last))
@@ -461,13 +466,7 @@ def main():
         expect(not bad, "new requests during A's drain: expected 20 x (200, 'B'), got failures %s" % bad)
         expect(inflight_running(f), "the in-flight requests ended before the new requests were done")
         t_last = check_inflight("origin drain", f, t_term, served_by="A")
-        try:
-            code = a.p.wait(25)
-        except subprocess.TimeoutExpired:
-            raise Failure("origin A did not exit within 25 s of SIGTERM")
-        expect_eq(code, 0, "origin A exit code after SIGTERM")
-        stopped = a.find("origin.stopped", since=ma)
-        expect(stopped is not None, "origin A did not log origin.stopped")
+        stopped = expect_clean_exit(a, "origin A", "origin.stopped", ma)
         print("   origin drain: edge got A's GOAWAY %.3fs after SIGTERM (%s); 20/20 new requests 200 from B "
               "within %.2fs of SIGTERM; origin.stopped %.2fs after SIGTERM (%.2fs after the last in-flight "
               "response ended), exit 0" % (max(0.0, ev_time(g) - t_term), g.get("reason"), t_new - t_term,
