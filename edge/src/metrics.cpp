@@ -57,6 +57,10 @@ std::string Metrics::prometheus(const Registry& registry) const {
   out += "hearth_requests_in_flight " + std::to_string(requests_in_flight.load()) + "\n";
   out += "# TYPE hearth_websockets_active gauge\n";
   out += "hearth_websockets_active " + std::to_string(websockets_active.load()) + "\n";
+  out += "# HELP hearth_tunnel_streams_opened_total Tunnel streams opened for client requests.\n";
+  out += "# TYPE hearth_tunnel_streams_opened_total counter\n";
+  out +=
+      "hearth_tunnel_streams_opened_total " + std::to_string(tunnel_streams_opened.load()) + "\n";
   out += "# TYPE hearth_tunnels_refused_total counter\n";
   out += "hearth_tunnels_refused_total " + std::to_string(tunnels_refused.load()) + "\n";
   out += "# TYPE hearth_connections_rejected_total counter\n";

@@ -10,6 +10,7 @@
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "shared.hpp"
+#include "support/asio.hpp"
 
 namespace hearth::edge {
 namespace {
@@ -17,7 +18,6 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 

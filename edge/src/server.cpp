@@ -22,6 +22,8 @@
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "shared.hpp"
+#include "support/asio.hpp"
+#include "tls/alpn.hpp"
 
 namespace hearth::edge {
 namespace {
@@ -30,27 +32,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
-constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-
-void log_exception(std::exception_ptr e) {
-  if (!e) return;
-  try {
-    std::rethrow_exception(e);
-  } catch (const std::exception& ex) {
-    log::error("session.bug", {{"what", ex.what()}});
-  }
-}
-
-int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
-                  unsigned int inlen, void*) {
-  static const unsigned char ours[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  unsigned char* sel = nullptr;
-  if (SSL_select_next_proto(&sel, outlen, ours, sizeof ours, in, inlen) != OPENSSL_NPN_NEGOTIATED) {
-    return SSL_TLSEXT_ERR_NOACK;  // no ALPN agreement: carry on, HTTP/1.1 is implied
-  }
-  *out = sel;
-  return SSL_TLSEXT_ERR_OK;
-}
 
 int select_certificate(SSL* ssl, int*, void* arg) {
   auto* tls = static_cast<HttpsTls*>(arg);
@@ -97,7 +78,7 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
     } catch (const std::exception& e) {
       throw std::runtime_error(c.key.string() + ": cannot load private key: " + e.what());
     }
-    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_http11, nullptr);
+    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_alpn, alpn_offer(false));
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
     tls->entries.push_back({ctx, leaf});
   }

@@ -257,7 +257,8 @@ asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Ope
     co_return;
   }
   const config::Route& r = **route;
-  const auto idle = meta.kind == 1 ? cfg_->websocket_idle_timeout : cfg_->idle_timeout;
+  const auto idle = meta.kind == tunnel::StreamKind::websocket ? cfg_->websocket_idle_timeout
+                                                               : cfg_->idle_timeout;
 
   beast::tcp_stream svc(ex);
   error_code cec;
@@ -291,7 +292,7 @@ asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Ope
                              {"path", meta.path},
                              {"client", meta.client},
                              {"service", r.service.to_string()}});
-  const bool websocket = meta.kind == 1;
+  const bool websocket = meta.kind == tunnel::StreamKind::websocket;
   if (!r.service.tls) {
     co_await pipe(ts, svc, websocket, idle);
     co_return;

@@ -271,17 +271,19 @@ std::vector<std::uint8_t> encode_payload(const Open& v) {
   w.str(v.host);
   w.str(v.path);
   w.str(v.client);
-  w.u8(v.kind);
+  w.u8(static_cast<std::uint8_t>(v.kind));
   return w.take();
 }
 
 std::optional<Open> decode_open(std::span<const std::uint8_t> p) {
   Reader r(p);
   Open v;
-  if (!r.str(v.host) || !r.str(v.path) || !r.str(v.client) || !r.u8(v.kind) || !r.done()) {
+  std::uint8_t kind = 0;
+  if (!r.str(v.host) || !r.str(v.path) || !r.str(v.client) || !r.u8(kind) || !r.done()) {
     return std::nullopt;
   }
-  if (v.kind > 1) return std::nullopt;
+  if (kind > static_cast<std::uint8_t>(StreamKind::websocket)) return std::nullopt;
+  v.kind = static_cast<StreamKind>(kind);
   return v;
 }
 

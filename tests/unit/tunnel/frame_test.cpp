@@ -128,7 +128,7 @@ TEST_CASE("WELCOME, OPEN, RESET, GOAWAY and REJECT round trip", "[tunnel][frame]
   Welcome w{kProtocolVersion, "edge-1", 10000};
   CHECK(decode_welcome(encode_payload(w)) == w);
 
-  Open o{"app.example.com", "/api/v1?x=1", "198.51.100.7", 1};
+  Open o{"app.example.com", "/api/v1?x=1", "198.51.100.7", StreamKind::websocket};
   CHECK(decode_open(encode_payload(o)) == o);
   auto op = encode_payload(o);
   op.back() = 2;  // kind 2 does not exist
@@ -182,7 +182,7 @@ TEST_CASE("append_frame lays out header and payload", "[tunnel][frame]") {
 }
 
 TEST_CASE("encoder truncates strings the decoder would refuse", "[tunnel][frame]") {
-  Open o{std::string(5000, 'a'), "/", "c", 0};
+  Open o{std::string(5000, 'a'), "/", "c", StreamKind::http};
   auto back = decode_open(encode_payload(o));
   REQUIRE(back);
   CHECK(back->host.size() == 4096);

@@ -133,7 +133,7 @@ asio::awaitable<void> echo_client(std::shared_ptr<Connection> conn, std::size_t 
                                   EchoResult& out) {
   using namespace asio::experimental::awaitable_operators;
   auto ex = co_await asio::this_coro::executor;
-  auto s = conn->open_stream(Open{"h", "/echo", "c", 0}, ex);
+  auto s = conn->open_stream(Open{"h", "/echo", "c", StreamKind::http}, ex);
   if (!s) co_return;
   std::string sent(bytes, '\0');
   for (std::size_t i = 0; i < bytes; ++i) sent[i] = static_cast<char>((i * 131 + bytes) & 0xff);
@@ -147,7 +147,7 @@ asio::awaitable<void> echo_client(std::shared_ptr<Connection> conn, std::size_t 
 asio::awaitable<void> ping_pong(std::shared_ptr<Connection> conn, int rounds,
                                 std::chrono::microseconds& worst, int& done) {
   auto ex = co_await asio::this_coro::executor;
-  auto s = conn->open_stream(Open{"h", "/echo", "c", 0}, ex);
+  auto s = conn->open_stream(Open{"h", "/echo", "c", StreamKind::http}, ex);
   if (!s) co_return;
   char msg[64] = {};
   for (int i = 0; i < rounds; ++i) {
@@ -165,7 +165,7 @@ asio::awaitable<void> ping_pong(std::shared_ptr<Connection> conn, int rounds,
 asio::awaitable<void> read_error(std::shared_ptr<Connection> conn, std::string path,
                                  bool reset_first, error_code& out) {
   auto ex = co_await asio::this_coro::executor;
-  auto s = conn->open_stream(Open{"h", path, "c", 0}, ex);
+  auto s = conn->open_stream(Open{"h", path, "c", StreamKind::http}, ex);
   if (!s) co_return;
   char c = 'x';
   co_await asio::async_write(*s, asio::buffer(&c, 1), tuple_awaitable);
@@ -216,7 +216,7 @@ TEST_CASE("a stream nobody reads does not stall the others", "[tunnel][mux]") {
   // The bulk stream is opened and never read: the origin can send at most one
   // window (kInitialWindow) before it blocks, and only that stream blocks.
   std::optional<TunnelStream> bulk =
-      p.edge->open_stream(Open{"h", "/bulk", "c", 0}, p.io.get_executor());
+      p.edge->open_stream(Open{"h", "/bulk", "c", StreamKind::http}, p.io.get_executor());
   REQUIRE(bulk);
   std::chrono::microseconds worst{0};
   int done = 0;

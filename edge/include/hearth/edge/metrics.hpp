@@ -18,7 +18,8 @@ struct Metrics {
   std::atomic<std::int64_t> requests_in_flight{0};
   std::atomic<std::int64_t> websockets_active{0};
   std::atomic<std::uint64_t> tunnels_refused{0};
-  std::atomic<std::uint64_t> connections_rejected{0};  // over max_connections
+  std::atomic<std::uint64_t> connections_rejected{0};   // over max_connections
+  std::atomic<std::uint64_t> tunnel_streams_opened{0};  // by client exchanges (both protocols)
 
   void count_request(unsigned code) {
     if (code < requests_by_code.size())

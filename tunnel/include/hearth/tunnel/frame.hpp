@@ -102,11 +102,14 @@ struct Welcome {
   friend bool operator==(const Welcome&, const Welcome&) = default;
 };
 
+// What a stream carries; its wire value is the OPEN frame's kind byte.
+enum class StreamKind : std::uint8_t { http = 0, websocket = 1 };
+
 struct Open {
-  std::string host;       // normalized Host of the request
-  std::string path;       // request target (path and query)
-  std::string client;     // client address, for logs
-  std::uint8_t kind = 0;  // 0: HTTP request, 1: WebSocket upgrade
+  std::string host;                    // normalized Host of the request
+  std::string path;                    // request target (path and query)
+  std::string client;                  // client address, for logs
+  StreamKind kind = StreamKind::http;  // a WebSocket upgrade gets the tunnel idle timeout
   friend bool operator==(const Open&, const Open&) = default;
 };
 

@@ -1,0 +1,37 @@
+#pragma once
+// One accepted HTTPS client connection after its TLS handshake, handed to the
+// front end ALPN picked (h1/ or h2/). Lives on one worker.
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hearth/common/tls_socket.hpp"
+#include "shared.hpp"
+
+namespace hearth::edge {
+
+struct ClientConn {
+  ClientConn(std::shared_ptr<EdgeShared> s, asio::ip::tcp::socket sock, std::shared_ptr<HttpsTls> t)
+      : shared(std::move(s)),
+        tls_ctx(std::move(t)),
+        tls(std::move(sock), tls_ctx->default_context().native_handle()) {}
+
+  std::shared_ptr<EdgeShared> shared;
+  std::shared_ptr<HttpsTls> tls_ctx;  // keeps the SSL_CTXs alive across a reload
+  // OpenSSL straight on the socket, buffers released when idle (see tls_socket.hpp):
+  // an idle WebSocket keeps ~70 KB less than with asio::ssl::stream.
+  TlsSocket tls;
+  std::string client_ip;
+  std::uint16_t client_port = 0;
+  std::uint64_t id = 0;
+};
+
+// The HTTP/1.1 front end (h1/h1_session.cpp) and the HTTP/2 one
+// (h2/h2_session.cpp); each returns when the connection is over, without
+// closing the socket (https_session does that, bounded).
+asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn);
+asio::awaitable<void> run_h2(std::shared_ptr<ClientConn> conn);
+
+}  // namespace hearth::edge

@@ -1,0 +1,50 @@
+// The HTTPS listener's session: TLS handshake, then ALPN picks the front end
+// (h1/ or h2/), then a bounded close.
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "hearth/common/log.hpp"
+#include "hearth/edge/http_rules.hpp"
+#include "support/asio.hpp"
+#include "tls/alpn.hpp"
+#include "tls/client_conn.hpp"
+
+namespace hearth::edge {
+
+using tcp = asio::ip::tcp;
+
+asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock) {
+  auto tls_ctx = shared->https();
+  auto conn = std::make_shared<ClientConn>(shared, std::move(sock), std::move(tls_ctx));
+  error_code ec;
+  auto ep = conn->tls.socket().remote_endpoint(ec);
+  if (!ec) {
+    conn->client_ip = client_ip_string(ep.address());
+    conn->client_port = ep.port();
+  }
+  conn->id = shared->next_id.fetch_add(1, std::memory_order_relaxed);
+
+  shared->metrics.client_connections.fetch_add(1, std::memory_order_relaxed);
+  struct Guard {
+    Metrics& m;
+    ~Guard() { m.client_connections.fetch_sub(1, std::memory_order_relaxed); }
+  } guard{shared->metrics};
+
+  conn->tls.socket().set_option(tcp::no_delay(true), ec);
+  conn->tls.expires_after(shared->config()->handshake_timeout);
+  auto [hec] = co_await conn->tls.async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
+  if (hec) {
+    log::debug("client.handshake_failed",
+               {{"conn", conn->id}, {"client", conn->client_ip}, {"error", hec.message()}});
+    co_return;
+  }
+
+  co_await run_h1(conn);
+
+  // Bounded close_notify: a client that never answers must not hold us.
+  conn->tls.expires_after(std::chrono::seconds(3));
+  co_await conn->tls.async_shutdown(tuple_awaitable);
+  conn->tls.socket().close(ec);
+}
+
+}  // namespace hearth::edge
