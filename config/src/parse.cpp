@@ -515,6 +515,17 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
     edge.size("max_header_size", cfg.max_header_size, 1);
     edge.integer("max_connections", cfg.max_connections, 1,
                  std::numeric_limits<std::uint32_t>::max());
+    // HTTP/2 front end (issue 8).
+    if (auto h2 = edge.boolean("http2")) cfg.http2 = *h2;
+    edge.integer("h2_max_concurrent_streams", cfg.h2_max_concurrent_streams, 1, 10000);
+    for (auto [key, value] :
+         {std::pair{"h2_initial_window_size", &cfg.h2_initial_window_size},
+          std::pair{"h2_connection_window_size", &cfg.h2_connection_window_size}}) {
+      edge.size(key, *value, 65535);
+      if (*value > 0x7fffffffu) {
+        edge.bad_value(key, *edge.find(key), "at most 2147483647 bytes (RFC 9113 6.9.1)");
+      }
+    }
     check_order(edge, "keepalive_interval", cfg.keepalive_interval, "keepalive_timeout",
                 cfg.keepalive_timeout, /*strict=*/true, ctx, edge_table);
     edge.reject_unknown_keys();

@@ -61,6 +61,8 @@ std::string Metrics::prometheus(const Registry& registry) const {
   out += "# TYPE hearth_tunnel_streams_opened_total counter\n";
   out +=
       "hearth_tunnel_streams_opened_total " + std::to_string(tunnel_streams_opened.load()) + "\n";
+  out += "# TYPE hearth_h2_connections gauge\n";
+  out += "hearth_h2_connections " + std::to_string(h2_connections.load()) + "\n";
   out += "# TYPE hearth_tunnels_refused_total counter\n";
   out += "hearth_tunnels_refused_total " + std::to_string(tunnels_refused.load()) + "\n";
   out += "# TYPE hearth_connections_rejected_total counter\n";

@@ -78,7 +78,7 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
     } catch (const std::exception& e) {
       throw std::runtime_error(c.key.string() + ": cannot load private key: " + e.what());
     }
-    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_alpn, alpn_offer(false));
+    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_alpn, alpn_offer(cfg.http2));
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
     tls->entries.push_back({ctx, leaf});
   }
@@ -420,7 +420,9 @@ void Edge::begin_drain() {
 void Edge::drain_tick(std::chrono::steady_clock::time_point deadline) {
   auto in_flight = shared_->metrics.requests_in_flight.load();
   auto ws = shared_->metrics.websockets_active.load();
-  if ((in_flight == 0 && ws == 0) || std::chrono::steady_clock::now() >= deadline) {
+  // HTTP/2 connections close themselves once their GOAWAY is out and their streams are done.
+  auto h2 = shared_->metrics.h2_connections.load();
+  if ((in_flight == 0 && ws == 0 && h2 == 0) || std::chrono::steady_clock::now() >= deadline) {
     log::info("drain.done", {{"in_flight", in_flight}, {"websockets", ws}});
     stop_all();
     return;

@@ -39,7 +39,11 @@ asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::soc
     co_return;
   }
 
-  co_await run_h1(conn);
+  if (negotiated_protocol(conn->tls.native_handle()) == AppProtocol::h2) {
+    co_await run_h2(conn);
+  } else {
+    co_await run_h1(conn);
+  }
 
   // Bounded close_notify: a client that never answers must not hold us.
   conn->tls.expires_after(std::chrono::seconds(3));

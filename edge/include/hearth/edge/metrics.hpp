@@ -19,6 +19,7 @@ struct Metrics {
   std::atomic<std::int64_t> websockets_active{0};
   std::atomic<std::uint64_t> tunnels_refused{0};
   std::atomic<std::uint64_t> connections_rejected{0};   // over max_connections
+  std::atomic<std::int64_t> h2_connections{0};          // open HTTP/2 client connections
   std::atomic<std::uint64_t> tunnel_streams_opened{0};  // by client exchanges (both protocols)
 
   void count_request(unsigned code) {
