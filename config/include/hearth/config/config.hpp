@@ -68,6 +68,14 @@ struct EdgeConfig {
   std::uint64_t max_body_size = 100ull * 1024 * 1024;     // 0: unlimited
   std::uint32_t max_header_size = 32 * 1024;
   std::uint32_t max_connections = 20000;  // concurrent client connections
+
+  // HTTP/1.1 hardening (issue 8).
+  std::uint64_t max_uri_size = 8 * 1024;  // request-target; 414 above it
+  // Query parameter names (lower case) whose values the access log redacts.
+  std::vector<std::string> log_redact_params = {
+      "token", "access_token", "refresh_token", "id_token", "key",
+      "api_key", "apikey", "password", "passwd", "secret", "client_secret", "sig",
+      "signature", "code", "x-amz-signature", "x-amz-credential", "x-goog-signature", "auth"};
 };
 
 // [[routes]] in origin.toml.
