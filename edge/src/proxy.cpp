@@ -217,6 +217,7 @@ asio::awaitable<void> HttpsSession::run() {
       Exchange x;
       x.version = 11;
       auto status = ec == http::error::header_limit ? http::status::request_header_fields_too_large
+                    : ec == http::error::body_limit ? http::status::payload_too_large
                                                     : http::status::bad_request;
       log::info("client.bad_request",
                 {{"conn", conn_id_}, {"client", client_ip_}, {"error", ec.message()}});
