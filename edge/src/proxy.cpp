@@ -298,6 +298,15 @@ asio::awaitable<bool> HttpsSession::handle_request(
     log_request("");
     co_return false;
   }
+  if (auto reject = check_request_limits(req.base(), {cfg_->max_uri_size, cfg_->max_body_size})) {
+    log::info("client.rejected", {{"conn", conn_id_},
+                                  {"client", client_ip_},
+                                  {"reason", reject->reason},
+                                  {"request_id", x.request_id}});
+    co_await send_error(reject->status, x, false);
+    log_request("");
+    co_return false;
+  }
   auto host = request_host(req.base());
   if (!host) {  // check_request_head guarantees one; stay defensive
     co_await send_error(http::status::bad_request, x, false);
