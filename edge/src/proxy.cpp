@@ -280,7 +280,7 @@ asio::awaitable<bool> HttpsSession::handle_request(
                           {"client", client_ip_},
                           {"method", method},
                           {"host", std::string(requested_authority(req))},
-                          {"path", target},
+                          {"path", redact_query(target, cfg_->log_redact_params)},
                           {"status", x.status},
                           {"ms", ms},
                           {"in", x.bytes_in},
