@@ -409,7 +409,7 @@ asio::awaitable<bool> HttpsSession::handle_request(
     } else if (x.up_ec && !x.down_ec) {
       status = http::status::bad_request;  // the client broke its own request
     }
-    if (x.up_ec == http::error::body_limit) status = http::status::payload_too_large;
+    if (auto client_status = client_body_error_status(x.up_ec)) status = *client_status;
     if (!(x.up_ec && is_quiet_close(x.up_ec) && !timed_out_)) {
       co_await send_error(status, x, false, retry);
     }
