@@ -582,7 +582,9 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
       if (!rp.is_done()) {
         res.body().data = chunk.get();
         res.body().size = chunk_size;
-        auto [rec, rn] = co_await http::async_read(stream, tbuf_, rp, tuple_awaitable);
+        // read_some: forward what has arrived (SSE, streamed rendering) instead
+        // of waiting for the chunk buffer to fill.
+        auto [rec, rn] = co_await http::async_read_some(stream, tbuf_, rp, tuple_awaitable);
         if (rec == http::error::need_buffer) rec = {};
         if (rec) {
           x.down_ec = rec;
@@ -591,6 +593,9 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
         res.body().size = chunk_size - res.body().size;
         res.body().data = chunk.get();
         res.body().more = !rp.is_done();
+        // read_some may parse only a chunk header: an empty piece would go out
+        // as a zero-size chunk, which ends the body for the client.
+        if (res.body().size == 0 && res.body().more) continue;
       } else {
         res.body().data = nullptr;
         res.body().size = 0;
