@@ -77,6 +77,20 @@ def send_until_answered(sock, piece, limit, seconds=20.0, sample=None):
     return sent, early
 
 
+def dechunk(data):
+    """The payload of a complete chunked body (trailers ignored)."""
+    out = b""
+    while True:
+        line, sep, data = data.partition(b"\r\n")
+        expect(sep, "chunked body ends inside a chunk-size line")
+        size = int(line.split(b";")[0], 16)
+        if size == 0:
+            return out
+        expect(len(data) >= size + 2, "chunked body ends inside a chunk")
+        out += data[:size]
+        data = data[size + 2:]
+
+
 def finish_response(sock, early, timeout=5.0, close_wait=1.0):
     """(status, head, closed) of the response whose first bytes are `early`."""
     data = early
@@ -374,6 +388,10 @@ def main():
             sock.close()
         expect(data.startswith(b"HTTP/1.1 200"), "%s: response %r" % (framing, data[:80]))
         expect(first is not None, "%s: the first 100 bytes never arrived: %r" % (framing, data[:300]))
+        head, _, body = data.partition(b"\r\n\r\n")
+        if re.search(rb"(?im)^transfer-encoding:\s*chunked", head):
+            body = dechunk(body)
+        expect_eq(body, b"a" * 100 + b"b" * 100, "%s: body the client got" % framing)
         return first, total
 
     def streaming(framing):
