@@ -72,10 +72,12 @@ struct EdgeConfig {
   // HTTP/1.1 hardening (issue 8).
   std::uint64_t max_uri_size = 8 * 1024;  // request-target; 414 above it
   // Query parameter names (lower case) whose values the access log redacts.
+  // clang-format off
   std::vector<std::string> log_redact_params = {
-      "token", "access_token", "refresh_token", "id_token", "key",
-      "api_key", "apikey", "password", "passwd", "secret", "client_secret", "sig",
-      "signature", "code", "x-amz-signature", "x-amz-credential", "x-goog-signature", "auth"};
+      "token", "access_token", "refresh_token", "id_token", "key", "api_key", "apikey",
+      "password", "passwd", "secret", "client_secret", "sig", "signature", "code",
+      "x-amz-signature", "x-amz-credential", "x-goog-signature", "auth"};
+  // clang-format on
 };
 
 // [[routes]] in origin.toml.
