@@ -526,6 +526,29 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
         edge.bad_value(key, *edge.find(key), "at most 2147483647 bytes (RFC 9113 6.9.1)");
       }
     }
+    // HTTP/1.1 hardening (issue 8): the request-target limit and the query
+    // parameters the access log redacts.
+    edge.size("max_uri_size", cfg.max_uri_size, 1);
+    if (const toml::array* params = edge.array("log_redact_params")) {
+      std::vector<std::string> names;
+      bool ok = true;
+      for (std::size_t i = 0; i < params->size(); ++i) {
+        const toml::node& element = (*params)[i];
+        const std::string path = index_key(edge.key_path("log_redact_params"), i);
+        const std::string* text = element.is_string() ? &element.as_string()->get() : nullptr;
+        if (text == nullptr || text->empty() || text->find_first_of("&;=# ") != std::string::npos) {
+          ctx.add(element.source(), path,
+                  "expected a query parameter name (a non-empty string without '&', ';', '=', "
+                  "'#' or spaces)");
+          ok = false;
+          continue;
+        }
+        names.push_back(detail::to_lower(*text));
+      }
+      if (ok) {
+        cfg.log_redact_params = std::move(names);
+      }
+    }
     check_order(edge, "keepalive_interval", cfg.keepalive_interval, "keepalive_timeout",
                 cfg.keepalive_timeout, /*strict=*/true, ctx, edge_table);
     edge.reject_unknown_keys();

@@ -219,6 +219,7 @@ std::optional<RequestReject> check_framing(const http::request_header<>& req) {
       return reject(http::status::bad_request, "Transfer-Encoding on HTTP/1.0");
     }
     std::size_t chunked = 0;
+    std::size_t codings = 0;
     bool last_is_chunked = false;
     bool well_formed = true;
     for_each_list_element(req, http::field::transfer_encoding, [&](std::string_view coding) {
@@ -228,6 +229,7 @@ std::optional<RequestReject> check_framing(const http::request_header<>& req) {
       }
       last_is_chunked = iequals(coding, "chunked");
       chunked += last_is_chunked ? 1 : 0;
+      ++codings;
       return true;
     });
     if (!well_formed) {
@@ -236,8 +238,54 @@ std::optional<RequestReject> check_framing(const http::request_header<>& req) {
     if (chunked != 1 || !last_is_chunked) {
       return reject(http::status::bad_request, "Transfer-Encoding does not end in one chunked");
     }
+    if (codings > 1) {
+      // Well framed, but a coding the edge does not decode and a service may
+      // not know either (RFC 9112 6.1: 501).
+      return reject(http::status::not_implemented, "transfer coding other than chunked");
+    }
   }
   return std::nullopt;
+}
+
+// After check_framing: chunked, or a Content-Length (a plain decimal) other than 0.
+bool has_body(const http::request_header<>& req) {
+  if (req.count(http::field::transfer_encoding) > 0) {
+    return true;
+  }
+  return req.count(http::field::content_length) > 0 &&
+         req[http::field::content_length].find_first_not_of('0') != std::string_view::npos;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+// Percent-decodes a query parameter name ('+' is a space) and lowers it, for
+// comparing with the redaction list. Bad escapes are kept as they are.
+std::string decoded_lower_name(std::string_view name) {
+  std::string out;
+  out.reserve(name.size());
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    char c = name[i];
+    if (c == '%' && i + 2 < name.size() && hex_digit(name[i + 1]) >= 0 &&
+        hex_digit(name[i + 2]) >= 0) {
+      c = static_cast<char>(hex_digit(name[i + 1]) * 16 + hex_digit(name[i + 2]));
+      i += 2;
+    } else if (c == '+') {
+      c = ' ';
+    }
+    out += to_lower(c);
+  }
+  return out;
 }
 
 // Removes Connection-named headers plus the fixed hop-by-hop set. Header names
@@ -285,8 +333,14 @@ std::string_view status_hint(http::status status) {
       return "No service is published for this host.";
     case http::status::request_timeout:
       return "The request took too long to arrive.";
+    case http::status::method_not_allowed:
+      return "This method is not allowed here.";
     case http::status::payload_too_large:
       return "The request body is larger than this server accepts.";
+    case http::status::uri_too_long:
+      return "The request URI is longer than this server accepts.";
+    case http::status::not_implemented:
+      return "This server does not implement what the request needs.";
     case http::status::request_header_fields_too_large:
       return "The request headers are larger than this server accepts.";
     case http::status::internal_server_error:
@@ -337,7 +391,16 @@ std::optional<RequestReject> check_request_head(const http::request_header<>& re
   if (auto rejected = check_host(req)) {
     return rejected;
   }
-  return check_framing(req);
+  if (auto rejected = check_framing(req)) {
+    return rejected;
+  }
+  if (req.method() == http::verb::trace || req.method_string() == "TRACK") {
+    return reject(http::status::method_not_allowed, "TRACE is not proxied");
+  }
+  if (is_websocket_upgrade(req) && has_body(req)) {
+    return reject(http::status::bad_request, "WebSocket upgrade with a body");
+  }
+  return std::nullopt;
 }
 
 std::string_view requested_authority(const http::request_header<>& req) {
@@ -389,6 +452,19 @@ void prepare_upstream_request(http::request_header<>& req, const ForwardInfo& in
   req.erase(http::field::proxy_authorization);
   req.erase(http::field::forwarded);
   req.erase("X-Forwarded-Port");
+  // Names are copied out first: erasing a field invalidates views into the header.
+  std::vector<std::string> underscored;
+  for (const auto& field : req) {
+    if (field.name_string().find('_') != std::string_view::npos) {
+      underscored.emplace_back(field.name_string());
+    }
+  }
+  for (const std::string& name : underscored) {
+    req.erase(name);
+  }
+  req.erase("True-Client-IP");
+  req.erase("CF-Connecting-IP");
+  set_or_erase(req, "X-Real-IP", info.client_ip);
   set_or_erase(req, "X-Forwarded-For", info.client_ip);
   set_or_erase(req, "X-Forwarded-Proto", info.proto);
   set_or_erase(req, "X-Forwarded-Host", info.host);
@@ -451,6 +527,11 @@ http::response<http::string_body> make_error_response(http::status status, unsig
   if (retry_after_seconds) {
     res.set(http::field::retry_after, std::to_string(*retry_after_seconds));
   }
+  if (status == http::status::method_not_allowed) {
+    // RFC 9110 15.5.6: a 405 lists what is allowed. The edge refuses only
+    // TRACE/TRACK; what a service allows is its own business.
+    res.set(http::field::allow, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+  }
 
   std::string title = std::to_string(static_cast<unsigned>(status));
   title += ' ';
@@ -511,6 +592,85 @@ std::string client_ip_string(const boost::asio::ip::address& address) {
         .to_string();
   }
   return address.to_string();
+}
+
+std::optional<RequestReject> check_request_limits(const http::request_header<>& req,
+                                                  const RequestLimits& limits) {
+  const std::string_view target = req.target();
+  if (target.size() > limits.max_uri_size) {
+    return reject(http::status::uri_too_long, "request-target longer than max_uri_size");
+  }
+  if (open_path(target).size() > kMaxOpenPath) {
+    return reject(http::status::uri_too_long, "path longer than the tunnel carries");
+  }
+  if (limits.max_body_size > 0 && req.count(http::field::content_length) == 1) {
+    const std::string_view value = req[http::field::content_length];
+    std::uint64_t length = 0;
+    const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
+    if (ec == std::errc{} && end == value.data() + value.size() && length > limits.max_body_size) {
+      return reject(http::status::payload_too_large, "Content-Length over max_body_size");
+    }
+  }
+  return std::nullopt;
+}
+
+std::string_view open_path(std::string_view target) {
+  const std::string_view origin_form = origin_form_target(target);
+  const std::string_view path = origin_form.substr(0, origin_form.find('?'));
+  return path.empty() ? "/"sv : path;
+}
+
+std::optional<http::status> client_body_error_status(const boost::system::error_code& ec) {
+  if (ec == http::error::body_limit) {
+    return http::status::payload_too_large;
+  }
+  // end_of_stream and partial_message are the client going away mid-body.
+  if (ec.category() == http::make_error_code(http::error::bad_chunk).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message &&
+      ec != http::error::need_more && ec != http::error::need_buffer) {
+    return http::status::bad_request;
+  }
+  return std::nullopt;
+}
+
+std::size_t client_read_buffer_limit(std::uint32_t max_header_size) {
+  return std::size_t{max_header_size} + kMaxChunkLine + 64 * 1024;
+}
+
+std::string redact_query(std::string_view target, std::span<const std::string> names) {
+  const std::size_t question = target.find('?');
+  if (question == std::string_view::npos || names.empty()) {
+    return std::string(target);
+  }
+  std::string out(target.substr(0, question + 1));
+  std::string_view query = target.substr(question + 1);
+  for (;;) {
+    const std::size_t end = query.find_first_of("&;");
+    const std::string_view param = query.substr(0, end);
+    const std::size_t equals = param.find('=');
+    bool redact = false;
+    if (equals != std::string_view::npos && equals + 1 < param.size()) {
+      const std::string name = decoded_lower_name(param.substr(0, equals));
+      for (const std::string& secret : names) {
+        if (name == secret) {
+          redact = true;
+          break;
+        }
+      }
+    }
+    if (redact) {
+      out += param.substr(0, equals + 1);
+      out += "REDACTED";
+    } else {
+      out += param;
+    }
+    if (end == std::string_view::npos) {
+      break;
+    }
+    out += query[end];
+    query.remove_prefix(end + 1);
+  }
+  return out;
 }
 
 }  // namespace hearth::edge

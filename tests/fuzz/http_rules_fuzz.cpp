@@ -4,7 +4,9 @@
 // the property the rules exist for: the head sent to the service, parsed again
 // by Beast, frames the body exactly as the edge did (no smuggling), and carries
 // none of the hop-by-hop or spoofable headers. The same bytes are also tried as
-// a response head through prepare_downstream_response().
+// a response head through prepare_downstream_response(). The request target
+// also goes through redact_query() (idempotent, keeps the path) and, for heads
+// check_request_head() accepts, check_request_limits() and open_path().
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cstddef>
@@ -15,6 +17,7 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "hearth/edge/http_rules.hpp"
 
@@ -76,14 +79,34 @@ void fuzz_request(std::string_view bytes) {
   FUZZ_CHECK(redirect.result() == http::status::moved_permanently ||
              redirect.result() == http::status::bad_request);
 
-  if (check_request_head(req)) {
+  // The access-log redaction is total and keeps everything but secret values.
+  static const std::vector<std::string> kRedact{"token", "code", "key", "sig"};
+  const std::string redacted = redact_query(req.target(), kRedact);
+  FUZZ_CHECK(redact_query(redacted, kRedact) == redacted);
+  const std::size_t question = req.target().find('?');
+  FUZZ_CHECK(redacted.substr(0, redacted.find('?')) == req.target().substr(0, question));
+  FUZZ_CHECK(redact_query(req.target(), {}) == req.target());
+
+  if (const auto rejected = check_request_head(req)) {
+    FUZZ_CHECK(rejected->status == http::status::bad_request ||
+               rejected->status == http::status::not_implemented ||
+               rejected->status == http::status::method_not_allowed ||
+               rejected->status == http::status::http_version_not_supported);
     return;
   }
+  const auto limited = check_request_limits(req, {64, 16});
+  if (!limited) {
+    FUZZ_CHECK(req.target().size() <= 64);
+  }
+  FUZZ_CHECK(open_path(req.target()).size() <= origin_form_target(req.target()).size() ||
+             open_path(req.target()) == "/");
 
   // Accepted: framing is unambiguous and the routing host is valid.
   const bool has_length = req.count(http::field::content_length) == 1;
   const bool chunked = req.count(http::field::transfer_encoding) > 0;
   FUZZ_CHECK(!(has_length && chunked));
+  FUZZ_CHECK(req.method() != http::verb::trace);
+  FUZZ_CHECK(!(websocket && chunked));
   FUZZ_CHECK(parser.chunked() == chunked);
   FUZZ_CHECK(parser.content_length().has_value() == has_length);
   FUZZ_CHECK(request_host(req) || (req.version() == 10 && requested_authority(req).empty()));
@@ -99,6 +122,11 @@ void fuzz_request(std::string_view bytes) {
   FUZZ_CHECK(upstream.count(http::field::forwarded) == 0);
   FUZZ_CHECK(upstream.count("X-Forwarded-Port") == 0);
   FUZZ_CHECK(upstream.count("X-Forwarded-For") == 1 && upstream["X-Forwarded-For"] == "192.0.2.1");
+  FUZZ_CHECK(upstream.count("X-Real-IP") == 1 && upstream["X-Real-IP"] == "192.0.2.1");
+  FUZZ_CHECK(upstream.count("True-Client-IP") == 0 && upstream.count("CF-Connecting-IP") == 0);
+  for (const auto& field : upstream) {
+    FUZZ_CHECK(field.name_string().find('_') == std::string_view::npos);
+  }
   FUZZ_CHECK(upstream.count("X-Request-ID") == 1 && upstream["X-Request-ID"] == request_id);
   FUZZ_CHECK(upstream.count(http::field::connection) == 1);
   FUZZ_CHECK(upstream[http::field::connection] == (websocket ? "Upgrade" : "close"));

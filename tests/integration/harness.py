@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import traceback
+import weakref
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"
@@ -728,15 +729,20 @@ def _readline_timeout(f, timeout):
         sel.close()
 
 
+# Bytes read_http_response read past one response, per socket.
+_UNREAD = weakref.WeakKeyDictionary()
+
+
 def read_http_response(sock, timeout=10.0, close_wait=2.0):
     """Read one HTTP/1.1 response head (and Content-Length body) from a raw socket.
 
     Returns (status or None, head text, body bytes, closed_after) where
     closed_after tells whether the peer closed the connection after the response
-    (checked with a short bounded read).
+    (checked with a short bounded read). Bytes read past the response (the next
+    pipelined response) are kept for the next call on the same socket.
     """
     sock.settimeout(timeout)
-    buf = b""
+    buf = _UNREAD.pop(sock, b"")
     while b"\r\n\r\n" not in buf:
         try:
             d = sock.recv(65536)
@@ -763,6 +769,11 @@ def read_http_response(sock, timeout=10.0, close_wait=2.0):
             if not d:
                 break
             body += d
+        if len(body) > n:
+            _UNREAD[sock] = body[n:]
+            body = body[:n]
+    if sock in _UNREAD:
+        return status, head_text, body, False  # more is there: not closed
     # Does the peer close now? (bounded)
     closed = False
     sock.settimeout(close_wait)

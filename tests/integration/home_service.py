@@ -18,6 +18,16 @@ HTTP endpoints (all also answer HEAD: same headers, no body):
                          closed just as the proxy reused it); else like /headers
                          (GET, POST, PUT)
   /ws-open               JSON {"open": N}: WebSocket connections open right now
+  /trickle?framing=F&first=N&pause=S&rest=M
+                         N bytes "a", a pause of S seconds, then M bytes "b"; F is
+                         "length" (Content-Length), "chunked" or "close" (no length,
+                         the connection closes after the body). For streaming tests.
+  /ignore-body           200 without reading the request body (any method)
+  /received[?clear=1]    JSON list of the last 256 requests this service parsed
+                         (method, path, headers, body: "none", "reading", "complete"
+                         or "incomplete: why", length): tests check what reached the
+                         service. clear=1 empties it. Requests to /received are
+                         not recorded.
 /headers also reports "peer" (the TCP peer, ip:port) and "conn_requests" (how many
 requests this TCP connection has carried, this one included).
 Every response carries "X-Home-Service: <--name>". With --mount /api the service
@@ -34,6 +44,7 @@ On start-up one JSON line {"http_port": P, "ws_port": Q} is printed on stdout
 
 import argparse
 import asyncio
+import collections
 import hashlib
 import http.server
 import json
@@ -46,6 +57,8 @@ import time
 import urllib.parse
 
 BLOCK = 65536
+RECEIVED = collections.deque(maxlen=256)  # what /received reports
+RECEIVED_LOCK = threading.Lock()
 
 
 def download_blocks(n, seed):
@@ -116,6 +129,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         ok = super().parse_request()
         if ok:  # one handler object per TCP connection: count its requests
             self._served = getattr(self, "_served", 0) + 1
+            self._entry = {"method": self.command, "path": self.path,
+                           "headers": [[k, v] for k, v in self.headers.items()],
+                           "body": "none", "length": 0}
+            if not self.path.startswith("/received"):
+                with RECEIVED_LOCK:
+                    RECEIVED.append(self._entry)
         return ok
 
     def log_message(self, fmt, *args):  # noqa: N802 (stdlib name)
@@ -152,6 +171,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._reply(code, json.dumps(obj).encode(), "application/json")
 
     def _read_body(self):
+        """Yield the request body in pieces, and record how reading it ended."""
+        entry = getattr(self, "_entry", {})
+        entry["body"] = "reading"
+        try:
+            for piece in self._read_body_pieces():
+                entry["length"] = entry.get("length", 0) + len(piece)
+                yield piece
+        except Exception as e:
+            entry["body"] = "incomplete: %r" % e
+            raise
+        entry["body"] = "complete"
+
+    def _read_body_pieces(self):
         """Yield the request body in pieces (Content-Length or chunked)."""
         te = self.headers.get("Transfer-Encoding", "")
         if te.lower().strip() == "chunked":
@@ -187,8 +219,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- methods ----------------------------------------------------------
     def do_GET(self):  # noqa: N802
-        self._drain_body()
         path, q = self._target()
+        if path == "/ignore-body":  # leaves any body unread on the connection
+            return self._reply(200, "body ignored\n")
+        if path == "/received":
+            with RECEIVED_LOCK:
+                items = list(RECEIVED)
+                if q.get("clear", ["0"])[0] == "1":
+                    RECEIVED.clear()
+            return self._json(200, items)
+        self._drain_body()
         if path == "/":
             return self._reply(200, PAGE, "text/html; charset=utf-8")
         if path == "/drop-if-reused" and self._served > 1:
@@ -210,6 +250,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             })
         if path == "/download":
             return self._download(q)
+        if path == "/trickle":
+            return self._trickle(q)
         if path == "/slow":
             secs = float(q.get("seconds", ["1"])[0])
             time.sleep(max(0.0, min(secs, 600.0)))
@@ -224,6 +266,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):  # noqa: N802
         path, _ = self._target()
+        if path == "/ignore-body":
+            return self._reply(200, "body ignored\n")
         if path == "/echo" or path.startswith("/status/"):
             h = hashlib.sha256()
             n = 0
@@ -267,6 +311,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self.wfile.write(block)
         if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _trickle(self, q):
+        framing = q.get("framing", ["length"])[0]
+        first = int(q.get("first", ["100"])[0])
+        rest = int(q.get("rest", ["100"])[0])
+        pause = max(0.0, min(float(q.get("pause", ["1"])[0]), 60.0))
+        if framing == "chunked":
+            self._start(200, "text/plain", None, [("Transfer-Encoding", "chunked")])
+        elif framing == "close":
+            self._start(200, "text/plain", None, [("Connection", "close")])
+            self.close_connection = True
+        else:
+            self._start(200, "text/plain", first + rest)
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        for i, (n, byte) in enumerate(((first, b"a"), (rest, b"b"))):
+            if i == 1:
+                time.sleep(pause)
+            if framing == "chunked":
+                self.wfile.write(b"%x\r\n" % n + byte * n + b"\r\n")
+            else:
+                self.wfile.write(byte * n)
+            self.wfile.flush()
+        if framing == "chunked":
             self.wfile.write(b"0\r\n\r\n")
 
     def _status(self, text):

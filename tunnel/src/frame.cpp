@@ -5,8 +5,8 @@
 namespace hearth::tunnel {
 namespace {
 
-constexpr std::size_t kMaxString = 4096;  // any single string field
-constexpr std::size_t kMaxRoutes = 1024;  // routes in one HELLO
+constexpr std::size_t kMaxString = kMaxStringField;  // any single string field
+constexpr std::size_t kMaxRoutes = 1024;             // routes in one HELLO
 
 class Writer {
  public:

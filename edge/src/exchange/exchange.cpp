@@ -173,7 +173,7 @@ void Exchange::log_request(std::string_view origin) {
                         {"proto", down_.protocol()},
                         {"method", method_},
                         {"host", authority_},
-                        {"path", target_},
+                        {"path", redact_query(target_, cfg_->log_redact_params)},
                         {"status", status_},
                         {"ms", ms},
                         {"in", bytes_in_},
@@ -203,6 +203,16 @@ asio::awaitable<bool> Exchange::run() {
   const bool keep_if_error = down_.client_keep_alive() && !body_pending;
 
   if (auto reject = check_request_head(req.base())) {
+    log::info("client.rejected", {{"conn", env_.conn_id},
+                                  {"client", env_.client_ip},
+                                  {"reason", reject->reason},
+                                  {"request_id", request_id_}});
+    co_await local_reply(reject->status, false);
+    if (body_pending) down_.stop_reading();
+    log_request("");
+    co_return false;
+  }
+  if (auto reject = check_request_limits(req.base(), {cfg_->max_uri_size, cfg_->max_body_size})) {
     log::info("client.rejected", {{"conn", env_.conn_id},
                                   {"client", env_.client_ip},
                                   {"reason", reject->reason},
@@ -262,7 +272,7 @@ asio::awaitable<bool> Exchange::run() {
         co_return keep;
       }
       slot_.stream = tunnel_info->conn->open_stream(
-          tunnel::Open{*host, target_, env_.client_ip,
+          tunnel::Open{*host, std::string(open_path(target_)), env_.client_ip,
                        websocket_ ? tunnel::StreamKind::websocket : tunnel::StreamKind::http},
           ex);
       if (!slot_.stream) {
@@ -326,7 +336,7 @@ asio::awaitable<bool> Exchange::run() {
     } else if (up_ec_ && !down_ec_) {
       status = http::status::bad_request;  // the client broke its own request
     }
-    if (up_ec_ == http::error::body_limit) status = http::status::payload_too_large;
+    if (auto client_status = client_body_error_status(up_ec_)) status = *client_status;
     if (!(up_ec_ && is_quiet_close(up_ec_) && !watchdog_->fired())) {
       co_await local_reply(status, false, retry);
     }

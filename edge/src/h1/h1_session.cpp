@@ -190,7 +190,9 @@ asio::awaitable<error_code> H1Downstream::reply(const LocalReply& r, std::string
 
 asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
   auto& shared = *conn->shared;
-  beast::flat_buffer buf;  // client -> edge
+  // client -> edge. Bounded: an endless chunk extension or trailer section
+  // ends in buffer_overflow (400) instead of growing memory.
+  beast::flat_buffer buf(client_read_buffer_limit(shared.config()->max_header_size));
   UpstreamSlot slot;
   ExchangeEnv env{conn->shared, conn->id, conn->client_ip, nullptr};
   bool first = true;
@@ -211,6 +213,7 @@ asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
     if (ec) {
       if (is_quiet_close(ec) || ec == http::error::partial_message) break;
       auto status = ec == http::error::header_limit ? http::status::request_header_fields_too_large
+                    : ec == http::error::body_limit ? http::status::payload_too_large
                                                     : http::status::bad_request;
       log::info("client.bad_request",
                 {{"conn", conn->id}, {"client", conn->client_ip}, {"error", ec.message()}});

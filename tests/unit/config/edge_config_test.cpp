@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "hearth/common/crypto.hpp"
 #include "hearth/config/parse.hpp"
@@ -393,6 +394,37 @@ TEST_CASE("edge.toml: max_body_size as integer bytes, 0 for unlimited", "[config
   REQUIRE(r.problems.size() == 1);
   CHECK(r.problems[0].message ==
         "expected a size (integer bytes or a string such as \"100MB\"), got a float");
+}
+
+TEST_CASE("edge.toml: max_uri_size and log_redact_params", "[config][edge]") {
+  EdgeDir d;
+  auto r = d.load(minimal_edge);
+  REQUIRE(r.config);
+  CHECK(r.config->max_uri_size == 8u * 1024);
+  CHECK(r.config->log_redact_params.size() >= 7);
+  r = d.load(replace_line(minimal_edge, 4,
+                          "state_dir = \"state\"\nmax_uri_size = \"16KiB\"\n"
+                          "log_redact_params = [\"Token\", \"session_id\"]"));
+  REQUIRE(r.config);
+  CHECK(r.config->max_uri_size == 16u * 1024);
+  CHECK(r.config->log_redact_params == std::vector<std::string>{"token", "session_id"});
+  r = d.load(replace_line(minimal_edge, 4, "state_dir = \"state\"\nlog_redact_params = []"));
+  REQUIRE(r.config);
+  CHECK(r.config->log_redact_params.empty());
+
+  r = d.load(replace_line(minimal_edge, 4,
+                          "state_dir = \"state\"\nmax_uri_size = 0\n"
+                          "log_redact_params = [\"ok\", \"a=b\", 3, \"\"]"));
+  INFO(dump(r.problems));
+  REQUIRE(r.problems.size() == 4);
+  CHECK(r.problems[0].key == "edge.max_uri_size");
+  CHECK(r.problems[1].key == "edge.log_redact_params[1]");
+  CHECK(r.problems[2].key == "edge.log_redact_params[2]");
+  CHECK(r.problems[3].key == "edge.log_redact_params[3]");
+  CHECK(r.problems[1].line == 6);
+  r = d.load(replace_line(minimal_edge, 4, "state_dir = \"state\"\nlog_redact_params = \"token\""));
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].key == "edge.log_redact_params");
 }
 
 TEST_CASE("edge.toml: syntax error is one problem with toml++'s line and column",

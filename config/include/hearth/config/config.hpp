@@ -74,6 +74,15 @@ struct EdgeConfig {
   std::uint32_t h2_max_concurrent_streams = 128;          // SETTINGS_MAX_CONCURRENT_STREAMS
   std::uint32_t h2_initial_window_size = 256 * 1024;      // per-stream receive window
   std::uint32_t h2_connection_window_size = 1024 * 1024;  // whole-connection receive window
+  // HTTP/1.1 hardening (issue 8).
+  std::uint64_t max_uri_size = 8 * 1024;  // request-target; 414 above it
+  // Query parameter names (lower case) whose values the access log redacts.
+  // clang-format off
+  std::vector<std::string> log_redact_params = {
+      "token", "access_token", "refresh_token", "id_token", "key", "api_key", "apikey",
+      "password", "passwd", "secret", "client_secret", "sig", "signature", "code",
+      "x-amz-signature", "x-amz-credential", "x-goog-signature", "auth"};
+  // clang-format on
 };
 
 // [[routes]] in origin.toml.

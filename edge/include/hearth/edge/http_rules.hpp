@@ -7,10 +7,15 @@
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/http.hpp>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "hearth/tunnel/frame.hpp"
 
 namespace hearth::edge {
 
@@ -40,7 +45,14 @@ struct RequestReject {
 //  - a request-target that is not origin-form ("/..."), "*" with OPTIONS, or
 //    absolute-form "http(s)://authority[/path][?query]" with a valid authority
 //    and no userinfo; a '#' anywhere in the target (fragments are never sent).
-//    CONNECT's authority-form is refused: the edge is not a forward proxy.
+//    CONNECT's authority-form is refused: the edge is not a forward proxy;
+//  - a WebSocket upgrade (is_websocket_upgrade) that carries a body (a
+//    Content-Length other than 0, or chunked): the edge pipes raw bytes after
+//    the head, so a service answering 200 would leave the body to be parsed as
+//    the client's next request (request smuggling).
+// Refuses with 501 a Transfer-Encoding that passes the rules above but is not a
+// lone "chunked" ("gzip, chunked"): services may only understand chunked.
+// Refuses with 405 TRACE and TRACK (they echo the request, cookies included).
 // Refuses with 505 any version but 1.0 and 1.1 (Beast's parser already does;
 // this keeps the rule true for heads built by hand).
 std::optional<RequestReject> check_request_head(const boost::beast::http::request_header<>& req);
@@ -82,6 +94,11 @@ struct ForwardInfo {
 //    never trusted: X-Forwarded-For is replaced by client_ip (not appended to),
 //    and X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID are set from info
 //    (an empty or unsafe value leaves the header out);
+//  - client-sent X-Real-IP, True-Client-IP and CF-Connecting-IP are removed,
+//    and X-Real-IP is set to client_ip;
+//  - every header whose name contains '_' is removed (as nginx does by default):
+//    CGI, WSGI and PHP map '-' and '_' to the same variable, so
+//    "X_Forwarded_For" would reach them as X-Forwarded-For;
 //  - hop-by-hop headers are removed: Connection and every header it names,
 //    Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade, and Proxy-Authorization
 //    (credentials meant for a proxy, i.e. us). Connection may not name
@@ -131,5 +148,61 @@ bool is_acme_challenge(std::string_view target);
 // Text form of a peer address for X-Forwarded-For and logs; an IPv4-mapped IPv6
 // address ("::ffff:192.0.2.1", from a dual-stack listener) is shown as IPv4.
 std::string client_ip_string(const boost::asio::ip::address& address);
+
+// --- Limits from the edge config (issue 8, HTTP/1.1 defects) --------------
+
+// Longest path the tunnel's OPEN frame carries: origins (older ones included)
+// refuse longer strings, and the encoder would cut them.
+inline constexpr std::size_t kMaxOpenPath = tunnel::kMaxStringField;
+// Longest chunk-size line (size and extensions) or trailer section the edge
+// buffers from a client before it answers 400 (see client_read_buffer_limit).
+inline constexpr std::size_t kMaxChunkLine = 4096;
+
+struct RequestLimits {
+  std::uint64_t max_uri_size = 8 * 1024;  // [edge] max_uri_size
+  std::uint64_t max_body_size = 0;        // [edge] max_body_size; 0: unlimited
+};
+
+// The limits that need config values, checked after check_request_head():
+//  - 414 when the request-target is longer than max_uri_size, or when the path
+//    the tunnel carries (open_path()) is longer than kMaxOpenPath, so nothing
+//    the edge accepts is ever cut short on the way to the origin;
+//  - 413 when Content-Length is over max_body_size (before any byte is sent on).
+// A chunked body that grows over max_body_size is the parser's body_limit.
+std::optional<RequestReject> check_request_limits(const boost::beast::http::request_header<>& req,
+                                                  const RequestLimits& limits);
+
+// What the OPEN frame carries as its path: origin_form_target(target) without
+// the query. Origins route on the path alone (the query never matters there),
+// and the query, where secrets live, stays out of the origin's logs. The service
+// still gets the whole target in the request line.
+std::string_view open_path(std::string_view target);
+
+// The status for a failed read of a client's request body: 413 for Beast's
+// body_limit, 400 for every other HTTP parse error (a malformed chunk size such
+// as "0x10", "-10" or 20 digits, bad chunk extensions or trailers, a chunk line
+// or trailer section over the read buffer's limit: buffer_overflow); nullopt for
+// transport errors (EOF, reset, timeout), where the client is gone or late.
+std::optional<boost::beast::http::status> client_body_error_status(
+    const boost::system::error_code& ec);
+
+// Size limit for the flat_buffer the edge reads a client connection into: room
+// for a whole head (max_header_size), a chunk-size line or trailer section of up
+// to kMaxChunkLine, and one 64 KiB body read. Beast needs a whole chunk line or
+// trailer section in the buffer, so without a limit a client streaming an
+// endless chunk extension grows it without bound; with it, the read fails with
+// buffer_overflow (400, connection closed).
+std::size_t client_read_buffer_limit(std::uint32_t max_header_size);
+
+// --- Access logs ------------------------------------------------------------
+
+// target with the value of every query parameter whose name is in `names`
+// ([edge] log_redact_params; config::EdgeConfig holds the default list)
+// replaced by "REDACTED": "/cb?code=abc&state=x" -> "/cb?code=REDACTED&state=x".
+// Names compare case-insensitively after percent-decoding ("Tok%65n" is token);
+// parameters are split on '&' and ';'; a parameter without '=' is left alone.
+// Everything else, the path included, is kept byte for byte. `names` must be
+// lower case (the config loader lowers them).
+std::string redact_query(std::string_view target, std::span<const std::string> names);
 
 }  // namespace hearth::edge

@@ -26,6 +26,9 @@ inline constexpr std::uint32_t kMaxControlPayload = 64 * 1024;  // HELLO with ma
 inline constexpr std::uint32_t kInitialWindow = 256 * 1024;     // per stream, each direction
 inline constexpr std::uint16_t kProtocolVersion = 1;
 inline constexpr std::uint32_t kProtocolMagic = 0x48525448;  // "HRTH"
+// Longest string field (host, path, reason, ...) decoders accept; the encoder
+// cuts longer ones, so callers that must not lose bytes check against it.
+inline constexpr std::size_t kMaxStringField = 4096;
 
 enum class FrameType : std::uint8_t {
   hello = 1,    // origin -> edge, stream 0: version, name, routes
