@@ -77,6 +77,7 @@ class HttpsSession : public std::enable_shared_from_this<HttpsSession> {
         tls_ctx_(std::move(tls_ctx)),
         tls_(std::move(sock), tls_ctx_->default_context().native_handle()),
         buf_(client_read_buffer_limit(cfg_->max_header_size)),
+        tbuf_(client_read_buffer_limit(kResponseHeaderLimit)),
         watchdog_(tls_.get_executor()) {
     error_code ec;
     auto ep = tls_.socket().remote_endpoint(ec);
