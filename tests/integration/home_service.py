@@ -23,6 +23,9 @@ HTTP endpoints (all also answer HEAD: same headers, no body):
                          "length" (Content-Length), "chunked" or "close" (no length,
                          the connection closes after the body). For streaming tests.
   /ignore-body           200 without reading the request body (any method)
+  /endless-chunk-ext?mb=N
+                         a chunked 200 whose first chunk-size line is an N MiB chunk
+                         extension (a broken or hostile service), then the connection closes
   /received[?clear=1]    JSON list of the last 256 requests this service parsed
                          (method, path, headers, body: "none", "reading", "complete"
                          or "incomplete: why", length): tests check what reached the
@@ -252,6 +255,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._download(q)
         if path == "/trickle":
             return self._trickle(q)
+        if path == "/endless-chunk-ext":
+            self._start(200, "text/plain", None, [("Transfer-Encoding", "chunked")])
+            self.end_headers()
+            self.close_connection = True
+            try:
+                self.wfile.write(b"5;x=")
+                for _ in range(int(q.get("mb", ["32"])[0]) * 16):
+                    self.wfile.write(b"v" * 65536)
+            except OSError:
+                pass  # the proxy gave up on us
+            return None
         if path == "/slow":
             secs = float(q.get("seconds", ["1"])[0])
             time.sleep(max(0.0, min(secs, 600.0)))

@@ -129,8 +129,12 @@ def main():
     h = Harness(run)
     try:
         a = h.start_service("A", ws=False)
-        h.write_edge_config(extra_edge='max_body_size = "1MiB"\nlog_redact_params = [%s]'
-                            % ", ".join('"%s"' % n for n in REDACT))
+        extra = 'max_body_size = "1MiB"'
+        # HEARTH_TEST_PRE_ISSUE8=1: run against binaries from before issue 8 (which
+        # refuse the new key) to see each case fail there.
+        if not os.environ.get("HEARTH_TEST_PRE_ISSUE8"):
+            extra += "\nlog_redact_params = [%s]" % ", ".join('"%s"' % n for n in REDACT)
+        h.write_edge_config(extra_edge=extra)
         conf = h.pair_origin([("app.test", None, a.http_url)])
         edge = h.start_edge()
         origin = h.start_origin(conf)
@@ -446,6 +450,31 @@ def main():
     @run.case
     def endless_trailers_400_bounded_memory():
         endless(b"5\r\nhello\r\n0\r\nX-Trailer: ", b"t", "trailer section")
+
+    @run.case
+    def service_endless_chunk_extension_502_bounded_memory():
+        # The same bound on the service's side: a broken service must not make
+        # the edge buffer its response without limit.
+        import threading
+        rss0 = rss_kb(edge.pid)
+        peak = [rss0]
+        done = threading.Event()
+
+        def sampler():  # the buffer is freed with the connection: sample while it lives
+            while not done.wait(0.02):
+                peak[0] = max(peak[0], rss_kb(edge.pid))
+        th = threading.Thread(target=sampler, daemon=True)
+        th.start()
+        try:
+            st, head, _, _ = raw(b"GET /endless-chunk-ext?mb=32 HTTP/1.1\r\nHost: app.test\r\n\r\n",
+                                 timeout=20, close_wait=0.2)
+        finally:
+            done.set()
+            th.join(5)
+        grew = (peak[0] - rss0) / 1024.0
+        print("   service chunk extension: answer %s, edge RSS %+.1f MB" % (st, grew))
+        expect_eq(st, 502, "status when the service streams an endless chunk extension (head %r)" % head[:120])
+        expect(grew < 8, "edge RSS grew by %.1f MB buffering a service's chunk extension" % grew)
 
     # -- nothing left behind -------------------------------------------------
     @run.case

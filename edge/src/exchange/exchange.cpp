@@ -605,6 +605,8 @@ asio::awaitable<void> Exchange::pipe_tunnel_to_client() {
 
 }  // namespace
 
+UpstreamSlot::UpstreamSlot() : buf(client_read_buffer_limit(kResponseHeaderLimit)) {}
+
 asio::awaitable<bool> run_exchange(ExchangeEnv env, Downstream& down, UpstreamSlot& slot) {
   auto ex = co_await asio::this_coro::executor;
   Exchange x(std::move(env), down, slot, ex);

@@ -26,6 +26,10 @@ class EdgeShared;
 // service connection per slot (HTTP/1.1: one per client connection; HTTP/2:
 // a small pool per connection).
 struct UpstreamSlot {
+  // The tunnel-side buffer is bounded (a service streaming an endless chunk
+  // extension gets the client a 502 instead of growing memory).
+  UpstreamSlot();
+
   std::optional<tunnel::TunnelStream> stream;
   std::shared_ptr<const TunnelInfo> tunnel;
   std::shared_ptr<const RouteGroup> group;
