@@ -190,7 +190,10 @@ asio::awaitable<error_code> H1Downstream::reply(const LocalReply& r, std::string
 
 asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
   auto& shared = *conn->shared;
-  beast::flat_buffer buf;  // client -> edge
+  // client -> edge, bounded: a chunk-size line (with its extensions) or a
+  // trailer section must fit, else the read fails (buffer_overflow: 400 and
+  // close) instead of growing the buffer with whatever the client streams.
+  beast::flat_buffer buf(shared.config()->max_header_size + kBodyReadBuffer);
   UpstreamSlot slot;
   ExchangeEnv env{conn->shared, conn->id, conn->client_ip, nullptr};
   bool first = true;

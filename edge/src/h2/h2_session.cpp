@@ -440,9 +440,11 @@ bool H2Session::init() {
   nghttp2_option_set_max_outbound_ack(opt, 100);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_continuations(opt, 8);  // CVE-2024-27316 / -28182
-  nghttp2_option_set_stream_reset_rate_limit(opt,
-                                             static_cast<std::uint64_t>(FloodGuard::kResetBurst),
-                                             static_cast<std::uint64_t>(FloodGuard::kResetRate));
+  // nghttp2's own rapid-reset bucket (it counts every RST_STREAM) is the
+  // backstop at twice ours, which only counts streams still being answered.
+  nghttp2_option_set_stream_reset_rate_limit(
+      opt, static_cast<std::uint64_t>(2 * FloodGuard::kResetBurst),
+      static_cast<std::uint64_t>(2 * FloodGuard::kResetRate));
   int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
