@@ -55,7 +55,8 @@ def wrk(lab, stack, threads, conns, seconds, logdir):
 
 # ----- 2. large downloads: curl, 1 and N in parallel -------------------------------------------
 def _curl_argv(lab, url, max_time=600):
-    return ["curl", "-s", "-o", "/dev/null", "--max-time", str(max_time), "--cacert", lab.cert,
+    # --http1.1: these rows measure HTTP/1.1 (the edge offers h2 first).
+    return ["curl", "-s", "--http1.1", "-o", "/dev/null", "--max-time", str(max_time), "--cacert", lab.cert,
             "-w", "%{http_code} %{size_download}", url]
 
 
