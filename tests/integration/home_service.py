@@ -303,18 +303,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # /signaling; the outcome is written into the DOM (for --dump-dom).
         n = int(q.get("assets", ["30"])[0])
         imgs = "".join('<img src="/download?bytes=%d&seed=a%d">' % (2000 + i, i) for i in range(n))
+        # The WebSocket opens first, so its echo is usually back before the load
+        # event; the result is written once both happened.
         js = (
-            "function done(){var e=performance.getEntriesByType('resource');"
-            "var p={};e.forEach(function(r){p[r.nextHopProtocol]=(p[r.nextHopProtocol]||0)+1;});"
+            "var wsres=null,loaded=false;"
             "var ws=new WebSocket('wss://'+location.host+'/signaling');"
             "ws.onopen=function(){ws.send('ping-h2');};"
-            "ws.onmessage=function(m){document.getElementById('out').textContent="
-            "'RESULT assets='+e.length+' protos='+JSON.stringify(p)+' ws='+m.data"
-            "+' nav='+performance.getEntriesByType('navigation')[0].nextHopProtocol;ws.close();};"
-            "ws.onerror=function(){document.getElementById('out').textContent='RESULT ws=error';};}"
-            "window.addEventListener('load',done);")
-        body = ("<!doctype html><html><body><div id=out>pending</div>%s<script>%s</script>"
-                "</body></html>" % (imgs, js)).encode()
+            "ws.onmessage=function(m){wsres=m.data;ws.close();fin();};"
+            "ws.onerror=function(){wsres='error';fin();};"
+            "window.addEventListener('load',function(){loaded=true;fin();});"
+            "function fin(){if(!loaded||wsres===null)return;"
+            "var e=performance.getEntriesByType('resource');"
+            "var p={};e.forEach(function(r){p[r.nextHopProtocol]=(p[r.nextHopProtocol]||0)+1;});"
+            "document.getElementById('out').textContent='RESULT assets='+e.length+' protos='"
+            "+JSON.stringify(p)+' ws='+wsres+' nav='"
+            "+performance.getEntriesByType('navigation')[0].nextHopProtocol;}")
+        body = ("<!doctype html><html><body><div id=out>pending</div><script>%s</script>%s"
+                "</body></html>" % (js, imgs)).encode()
         return self._reply(200, body, "text/html; charset=utf-8")
 
     def _status(self, text):
