@@ -49,6 +49,7 @@ constexpr std::size_t kOutChunk = 16 * 1024;    // response bytes a stream may h
 // the client (a client that sends but does not read must not grow it).
 constexpr std::size_t kMaxOutboundQueue = 512;
 constexpr auto kTick = std::chrono::milliseconds(250);
+constexpr std::size_t kMaxIdleSlots = 16;  // parked tunnel streams per h2 connection
 
 class H2Session;
 
@@ -182,6 +183,20 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   }
   std::uint64_t id() const { return conn_->id; }
 
+  // Parked tunnel streams (their service connections kept alive) for the
+  // next streams of this connection, as HTTP/1.1 keeps one per connection.
+  void take_slot(UpstreamSlot& slot) {
+    if (idle_slots_.empty()) return;
+    slot = std::move(idle_slots_.back());
+    idle_slots_.pop_back();
+  }
+  void return_slot(UpstreamSlot& slot) {
+    if (slot.parked() && !closing_ && idle_slots_.size() < kMaxIdleSlots) {
+      idle_slots_.push_back(std::move(slot));
+    }
+    slot.clear();
+  }
+
  private:
   bool init();
   asio::awaitable<void> reader();
@@ -215,6 +230,7 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   ExchangeEnv env_;
   std::unordered_map<std::int32_t, std::shared_ptr<H2Stream>> streams_;
   std::vector<std::shared_ptr<H2Stream>> ready_;  // head complete, exchange to start
+  std::vector<UpstreamSlot> idle_slots_;
   Signal write_signal_;
   Signal read_gate_;
   asio::steady_timer tick_;
@@ -409,7 +425,7 @@ asio::awaitable<void> run_stream(std::shared_ptr<H2Session> session,
   shared->metrics.requests_in_flight.fetch_add(1, std::memory_order_relaxed);
   co_await run_exchange(session->env(), *stream, stream->slot_);
   shared->metrics.requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
-  stream->slot_.clear();
+  session->return_slot(stream->slot_);
   session->exchange_done(*stream);
 }
 
@@ -486,6 +502,7 @@ void H2Session::fail(nghttp2_error_code code, const char* why) {
 }
 
 void H2Session::close_all_streams() {
+  idle_slots_.clear();
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, s] : streams) s->on_closed(NGHTTP2_CANCEL);
@@ -642,6 +659,7 @@ void H2Session::start_ready_streams() {
                      log_exception);
       continue;
     }
+    take_slot(s->slot_);
     asio::co_spawn(ex_, run_stream(shared_from_this(), s, shared_.get()), log_exception);
   }
 }
