@@ -61,20 +61,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // The authority rule, on whatever names the input carries.
   if (fields.size() >= 2) {
     std::vector<std::string> names{fields[0].name};
-    FUZZ_CHECK(certificate_covers(names, fields[1].name) == brute_covers(fields[0].name,
-                                                                           fields[1].name));
+    FUZZ_CHECK(certificate_covers(names, fields[1].name) ==
+               brute_covers(fields[0].name, fields[1].name));
   }
 
   http::request<http::empty_body> req;
   bool websocket = false;
-  auto err = h2_to_http1_head(fields, end_stream, "dGhlIHNhbXBsZSBub25jZQ==", req.base(),
-                              websocket);
+  auto err =
+      h2_to_http1_head(fields, end_stream, "dGhlIHNhbXBsZSBub25jZQ==", req.base(), websocket);
   if (err) return 0;
   FUZZ_CHECK(req.version() == 11);
   if (websocket) FUZZ_CHECK(is_websocket_upgrade(req.base()));
   if (check_request_head(req.base())) return 0;
-  ForwardInfo info{"192.0.2.1", "https", std::string(requested_authority(req.base())), "rid",
-                   websocket, !websocket};
+  ForwardInfo info{"192.0.2.1", "https",   std::string(requested_authority(req.base())),
+                   "rid",       websocket, !websocket};
   prepare_upstream_request(req.base(), info);
 
   std::ostringstream os;

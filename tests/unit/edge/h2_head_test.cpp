@@ -12,8 +12,8 @@ using namespace hearth::edge;
 namespace {
 
 std::vector<H2Field> base(std::string method = "GET", std::string path = "/p?q=1") {
-  return {{":method", method}, {":scheme", "https"}, {":authority", "app.test:8443"},
-          {":path", path}};
+  return {
+      {":method", method}, {":scheme", "https"}, {":authority", "app.test:8443"}, {":path", path}};
 }
 
 std::optional<H2HeadError> translate(const std::vector<H2Field>& f, bool end,
@@ -57,9 +57,9 @@ TEST_CASE("h2 body without content-length is sent chunked", "[edge][h2]") {
 }
 
 TEST_CASE("extended CONNECT becomes a WebSocket upgrade", "[edge][h2]") {
-  std::vector<H2Field> f = {{":method", "CONNECT"},      {":protocol", "websocket"},
-                            {":scheme", "https"},        {":authority", "app.test"},
-                            {":path", "/signaling"},     {"sec-websocket-version", "13"},
+  std::vector<H2Field> f = {{":method", "CONNECT"},    {":protocol", "websocket"},
+                            {":scheme", "https"},      {":authority", "app.test"},
+                            {":path", "/signaling"},   {"sec-websocket-version", "13"},
                             {"sec-websocket-key", "x"}};
   http::request_header<> out;
   bool ws = false;
@@ -83,7 +83,7 @@ TEST_CASE("malformed h2 heads are refused", "[edge][h2]") {
     return f;
   };
   CHECK(bad({{":method", "GET"}, {"accept", "x"}, {":path", "/"}, {":scheme", "https"}}));
-  CHECK(bad({{":method", "GET"}, {":scheme", "https"}}));                    // no :path
+  CHECK(bad({{":method", "GET"}, {":scheme", "https"}}));  // no :path
   CHECK(bad({{":method", "GET"}, {":method", "GET"}, {":path", "/"}, {":scheme", "h"}}));
   CHECK(bad(with({":foo", "x"})));
   CHECK(bad(with({"connection", "close"})));
