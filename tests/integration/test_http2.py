@@ -524,6 +524,28 @@ def main():
                "window over 2^31-1 refused: %s" % (r.stdout + r.stderr))
 
     @run.case
+    def http2_false_by_sighup_then_back():
+        with open(h.edge_conf) as f:
+            orig = f.read()
+        try:
+            with open(h.edge_conf, "w") as f:
+                f.write(orig.replace('idle_timeout = "3s"', 'idle_timeout = "3s"\nhttp2 = false'))
+            mark = edge.mark()
+            edge.signal(1)
+            edge.wait_event("reload.done", timeout=10, since=mark)
+            out = h.curl("--http2", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                         h.url("/headers")).stdout
+            expect_eq(out, "1.1 200", "http2 = false: ALPN offers http/1.1 only")
+        finally:
+            with open(h.edge_conf, "w") as f:
+                f.write(orig)
+            mark = edge.mark()
+            edge.signal(1)
+            edge.wait_event("reload.done", timeout=10, since=mark)
+        out = h2curl("-o", "/dev/null", "-w", "%{http_version}", h.url("/headers"))
+        expect_eq(out, "2", "http2 back on after the next reload")
+
+    @run.case
     def goaway_on_sigterm_inflight_finishes():
         s = raw_conn()
         enc = hpack.Encoder()
