@@ -70,7 +70,9 @@ def h2load(lab, stack, clients, streams, seconds, logdir):
         if line.startswith("finished in"):
             rps = float(line.split(",")[1].split()[0])
         elif line.startswith("requests:"):
-            failed = int(line.split(",")[2].split()[0])
+            # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+            counts = {f.split()[1]: int(f.split()[0]) for f in line.split(":", 1)[1].split(",")}
+            failed = counts.get("failed", 0) + counts.get("errored", 0) + counts.get("timeout", 0)
         elif line.startswith("Application protocol:"):
             proto = line.split(":", 1)[1].strip()
     if rps is None or proto != "h2":

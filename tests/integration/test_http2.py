@@ -11,6 +11,7 @@ finishes.
 """
 
 import hashlib
+import json
 import http.client as hc
 import os
 import re
@@ -271,6 +272,28 @@ def main():
         out = h.curl("--http2", "-v", "-H", "Expect: 100-continue", "--data-binary", "x" * 5000,
                      h.url("/echo")).stderr
         expect("HTTP/2 100" in out and "HTTP/2 200" in out, "100 Continue passed on: " + out[-600:])
+
+    @run.case
+    def sequential_streams_reuse_tunnel_stream():
+        before = opened()
+        s, c = client()
+        bodies = []
+        for i in range(20):
+            sid = 1 + 2 * i
+            c.send_headers(sid, req_headers("/headers"), end_stream=True)
+            s.sendall(c.data_to_send())
+
+            def ended(evs, sid=sid):
+                return any(isinstance(x, h2.events.StreamEnded) and x.stream_id == sid for x in evs)
+            evs = pump(s, c, ended)
+            bodies.append(b"".join(x.data for x in evs if isinstance(x, h2.events.DataReceived)))
+        s.close()
+        delta = opened() - before
+        last = json.loads(bodies[-1])
+        print("   20 sequential streams: %d tunnel streams opened, service conn_requests %d"
+              % (delta, last["conn_requests"]))
+        expect(delta <= 2, "tunnel streams opened for 20 sequential requests: %d" % delta)
+        expect(last["conn_requests"] >= 19, "the service saw one kept connection: %r" % last)
 
     @run.case
     def misdirected_request_421():

@@ -128,6 +128,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
   bool started_ = false;    // the exchange runs
   bool done_ = false;       // the exchange ended
   bool closed_ = false;     // nghttp2 closed the stream
+  bool abandoned_ = false;  // ... before our whole response was handed over (a reset)
   UpstreamSlot slot_;
   Clock::time_point last_progress_ = Clock::now();
 
@@ -136,7 +137,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
                                    std::vector<std::string>& names, bool upgrade);
   bool submit(const http::response_header<>& res, bool end, bool upgrade);
   error_code gone() const {
-    if (closed_) return asio::error::connection_reset;
+    if (closed_ && abandoned_) return asio::error::connection_reset;
     if (cancelled_) return asio::error::operation_aborted;
     return {};
   }
@@ -254,8 +255,9 @@ asio::awaitable<BodyRead> H2Stream::read_body(asio::mutable_buffer b) {
     unconsumed_ = 0;
     session_.signal_write();
   }
-  while (recv_.size() == 0 && !recv_end_ && !gone()) co_await rd_.wait();
-  if (recv_.size() == 0 && gone()) co_return BodyRead{gone(), 0, false};
+  while (recv_.size() == 0 && !recv_end_ && !closed_ && !cancelled_) co_await rd_.wait();
+  if (recv_.size() == 0 && !recv_end_)
+    co_return BodyRead{closed_ ? error_code(asio::error::connection_reset) : gone(), 0, false};
   std::size_t n = asio::buffer_copy(b, recv_.data());
   recv_.consume(n);
   last_progress_ = Clock::now();
@@ -341,6 +343,7 @@ asio::awaitable<error_code> H2Stream::write_interim(const http::response_header<
 asio::awaitable<error_code> H2Stream::write_head(http::response_header<>& res, bool end) {
   if (auto ec = gone()) co_return ec;
   const bool upgrade = res.result_int() == 101;
+  if (end && !upgrade) out_end_ = true;
   if (!submit(res, end && !upgrade, upgrade)) co_return asio::error::connection_reset;
   state_ = upgrade ? DownstreamState::upgraded
                    : (end ? DownstreamState::response_done : DownstreamState::response_started);
@@ -403,14 +406,17 @@ void H2Stream::abort() {
   cancel();
 }
 
-void H2Stream::on_closed(std::uint32_t) {
+void H2Stream::on_closed(std::uint32_t code) {
   closed_ = true;
+  // nghttp2 closes a stream as it sends our END_STREAM, before the exchange
+  // resumes: that is a normal end, not one to reset the tunnel stream for.
+  abandoned_ = !(code == NGHTTP2_NO_ERROR && out_end_ && out_.empty());
   // Bytes received but never passed on still hold connection window.
   std::size_t left = unconsumed_ + recv_.size();
   if (left > 0) nghttp2_session_consume_connection(session_.ng(), left);
   unconsumed_ = 0;
   recv_.consume(recv_.size());
-  if (started_ && !done_ && slot_.stream) {
+  if (started_ && !done_ && abandoned_ && slot_.stream) {
     // Abandoned by the client: the tunnel stream goes at once (rapid reset).
     slot_.stream->reset(tunnel::ResetCode::cancel, "client reset the stream");
   }
