@@ -14,7 +14,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-BENCH_DEPS="nginx-light openssh-server openssh-client wireguard-go wireguard-tools gnuplot-nox iproute2 procps wrk curl openssl nodejs npm python3"
+BENCH_DEPS="nginx-light openssh-server openssh-client wireguard-go wireguard-tools gnuplot-nox iproute2 procps wrk nghttp2-client curl openssl nodejs npm python3"
 
 check=0
 case "${1:-}" in

@@ -18,7 +18,7 @@ import workloads as W  # noqa: E402
 from stacks import STACKS, Lab, log, stop_on_signals  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORKLOADS = ["https", "dl", "ws", "probe", "busy", "idle", "recovery"]
+WORKLOADS = ["https", "h2", "dl", "ws", "probe", "busy", "idle", "recovery"]
 
 PRESETS = {
     # seconds of wrk per stack, download sizes, WebSocket windows, idle connections, rounds
@@ -233,6 +233,8 @@ def main():
             """One sample of workload wl on stack s: [(name, {metric: value})], [] if n/a."""
             if wl == "https":
                 return [("https", W.wrk(lab, s, a.wrk_threads, a.wrk_conns, p["wrk_s"], workdir))]
+            if wl == "h2" and s != "S0":  # S0 is plain HTTP
+                return [("h2", W.h2load(lab, s, 64, 10, p["wrk_s"], workdir))]
             if wl == "dl":
                 return [("dl1", W.download(lab, s, 1)), ("dl8", W.download(lab, s, 8))]
             if wl == "ws":

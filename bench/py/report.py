@@ -12,6 +12,7 @@ ROWS = [
     ("https.rps", "small HTTPS GET, requests/s (wrk, keep-alive)", "req/s", "hi", 0, 0.8, None),
     ("https.p50_ms", "small HTTPS GET, p50 latency", "ms", "lo", 2, None, None),
     ("https.p99_ms", "small HTTPS GET, p99 latency", "ms", "lo", 2, None, None),
+    ("h2.rps", "small HTTPS GET over HTTP/2, requests/s (h2load, 64 clients x 10 streams)", "req/s", "hi", 0, None, None),
     ("dl1.mbs", "large download, 1 stream", "MB/s", "hi", 0, 0.8, None),
     ("dl8.mbs", "large download, 8 in parallel", "MB/s", "hi", 0, 0.8, None),
     ("ws.msgs", "WS echo, 1,000 sockets, messages/s", "msg/s", "hi", 0, None, None),

@@ -332,7 +332,7 @@ http {{
     server {wh}:{wp};
   }}
   server {{
-    listen 127.0.0.1:{port} ssl reuseport backlog=4096;
+    listen 127.0.0.1:{port} ssl http2 reuseport backlog=4096;
     server_name localhost;
     ssl_certificate {cert};
     ssl_certificate_key {key};

@@ -53,9 +53,38 @@ def wrk(lab, stack, threads, conns, seconds, logdir):
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "http_errors": errors}
 
 
+# ----- 1b. small HTTPS requests over HTTP/2: h2load, clients x streams ---------------------------
+def h2load(lab, stack, clients, streams, seconds, logdir):
+    """h2load -c clients -m streams for `seconds`: req/s and failed requests."""
+    url = lab.url(stack, "/small")
+    argv = ["h2load", "-c", str(clients), "-m", str(streams), "-t", "2", "-D", str(seconds),
+            "--warm-up-time", "1", url]
+    r = subprocess.run(_ns(lab, argv), capture_output=True, text=True, timeout=seconds + 60)
+    out = r.stdout + r.stderr
+    with open(os.path.join(logdir, "h2load-%s.log" % stack), "a") as f:
+        f.write("$ %s\n%s\n" % (" ".join(argv), out))
+    rps = None
+    failed = 0
+    proto = None
+    for line in out.splitlines():
+        if line.startswith("finished in"):
+            rps = float(line.split(",")[1].split()[0])
+        elif line.startswith("requests:"):
+            # "requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout"
+            counts = {f.split()[1]: int(f.split()[0]) for f in line.split(":", 1)[1].split(",")}
+            failed = counts.get("failed", 0) + counts.get("errored", 0) + counts.get("timeout", 0)
+        elif line.startswith("Application protocol:"):
+            proto = line.split(":", 1)[1].strip()
+    if rps is None or proto != "h2":
+        raise RuntimeError("could not read h2load's output (protocol %r) for %s:\n%s" % (
+            proto, stack, out[-2000:]))
+    return {"rps": rps, "failed": failed}
+
+
 # ----- 2. large downloads: curl, 1 and N in parallel -------------------------------------------
 def _curl_argv(lab, url, max_time=600):
-    return ["curl", "-s", "-o", "/dev/null", "--max-time", str(max_time), "--cacert", lab.cert,
+    # --http1.1: these rows measure HTTP/1.1 (the edge offers h2 first).
+    return ["curl", "-s", "--http1.1", "-o", "/dev/null", "--max-time", str(max_time), "--cacert", lab.cert,
             "-w", "%{http_code} %{size_download}", url]
 
 

@@ -651,7 +651,9 @@ class Harness:
             c.close()
 
     def curl_base(self, host="app.test"):
-        return ["curl", "-sS", "--resolve", "%s:%d:%s" % (host, self.https_port, self.edge_host),
+        # --http1.1: the edge offers h2 first (http2 = true); these tests are about
+        # HTTP/1.1 unless they ask for --http2 (a later option wins).
+        return ["curl", "-sS", "--http1.1", "--resolve", "%s:%d:%s" % (host, self.https_port, self.edge_host),
                 "--cacert", self.cert]
 
     def curl(self, *args, host="app.test", timeout=60.0, netns=None, text=True):

@@ -12,6 +12,10 @@ HTTP endpoints (all also answer HEAD: same headers, no body):
                          with Content-Length, or Transfer-Encoding: chunked
   /headers               JSON: service name, method, path, request headers
   /slow?seconds=S        sleeps S seconds, then replies JSON
+  /trickle?bytes=N&pause=S&mode=length|chunked|close
+                         N bytes, a pause of S seconds, N more bytes (streaming checks)
+  /page?assets=N         HTML with N <img> assets and a WebSocket echo to /signaling; the
+                         outcome lands in <div id=out> (browser tests)
   /status/NNN            answers with status NNN (204/304/1xx: no body)
   /drop-if-reused        closes the connection without answering when this is not the
                          first request on it (a kept upstream connection the service
@@ -266,6 +270,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except OSError:
                 pass  # the proxy gave up on us
             return None
+        if path == "/page":
+            return self._page(q)
         if path == "/slow":
             secs = float(q.get("seconds", ["1"])[0])
             time.sleep(max(0.0, min(secs, 600.0)))
@@ -328,6 +334,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n\r\n")
 
     def _trickle(self, q):
+        # Two query styles: framing/first/rest (test_http1_defects) and
+        # bytes/mode (test_streaming, _trickle_n).
+        if "framing" not in q:
+            return self._trickle_n(q)
         framing = q.get("framing", ["length"])[0]
         first = int(q.get("first", ["100"])[0])
         rest = int(q.get("rest", ["100"])[0])
@@ -352,6 +362,51 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
         if framing == "chunked":
             self.wfile.write(b"0\r\n\r\n")
+
+    def _trickle_n(self, q):
+        # N bytes at once, then a pause, then N more: a proxy that waits for a
+        # buffer to fill shows the first bytes only after the pause.
+        n = int(q.get("bytes", ["100"])[0])
+        pause = float(q.get("pause", ["3"])[0])
+        mode = q.get("mode", ["length"])[0]
+        extra = [("Transfer-Encoding", "chunked")] if mode == "chunked" else []
+        if mode == "close":
+            extra = [("Connection", "close")]
+            self.close_connection = True
+        self._start(200, "text/plain", 2 * n if mode == "length" else None, extra)
+        self.end_headers()
+        for i in range(2):
+            part = (b"%d" % i) * n
+            self.wfile.write(b"%x\r\n%s\r\n" % (n, part) if mode == "chunked" else part)
+            self.wfile.flush()
+            if i == 0:
+                time.sleep(max(0.0, min(pause, 60.0)))
+        if mode == "chunked":
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _page(self, q):
+        # A page with N assets fetched by the browser, then a WebSocket echo to
+        # /signaling; the outcome is written into the DOM (for --dump-dom).
+        n = int(q.get("assets", ["30"])[0])
+        imgs = "".join('<img src="/download?bytes=%d&seed=a%d">' % (2000 + i, i) for i in range(n))
+        # The WebSocket opens first, so its echo is usually back before the load
+        # event; the result is written once both happened.
+        js = (
+            "var wsres=null,loaded=false;"
+            "var ws=new WebSocket('wss://'+location.host+'/signaling');"
+            "ws.onopen=function(){ws.send('ping-h2');};"
+            "ws.onmessage=function(m){wsres=m.data;ws.close();fin();};"
+            "ws.onerror=function(){wsres='error';fin();};"
+            "window.addEventListener('load',function(){loaded=true;fin();});"
+            "function fin(){if(!loaded||wsres===null)return;"
+            "var e=performance.getEntriesByType('resource');"
+            "var p={};e.forEach(function(r){p[r.nextHopProtocol]=(p[r.nextHopProtocol]||0)+1;});"
+            "document.getElementById('out').textContent='RESULT assets='+e.length+' protos='"
+            "+JSON.stringify(p)+' ws='+wsres+' nav='"
+            "+performance.getEntriesByType('navigation')[0].nextHopProtocol;}")
+        body = ("<!doctype html><html><body><div id=out>pending</div><script>%s</script>%s"
+                "</body></html>" % (js, imgs)).encode()
+        return self._reply(200, body, "text/html; charset=utf-8")
 
     def _status(self, text):
         try:

@@ -130,6 +130,7 @@ class Exchange {
     res_side_ = ResponseSide::waiting;
     status_ = 0;
     up_ec_ = down_ec_ = {};
+    client_broke_ = false;
     bytes_in_ = bytes_out_ = 0;
     upstream_reusable_ = false;
   }
@@ -162,6 +163,7 @@ class Exchange {
   std::uint64_t bytes_in_ = 0;
   std::uint64_t bytes_out_ = 0;
   bool upstream_reusable_ = false;  // ... and the service's response allows it
+  bool client_broke_ = false;       // reading the client's body failed
 };
 
 void Exchange::log_request(std::string_view origin) {
@@ -333,8 +335,10 @@ asio::awaitable<bool> Exchange::run() {
       status = http::status::not_found;
     } else if (ec == tunnel::Errc::connection_lost) {
       retry = 5;
-    } else if (up_ec_ && !down_ec_) {
-      status = http::status::bad_request;  // the client broke its own request
+    } else if (up_ec_ && (!down_ec_ || client_broke_)) {
+      // The client broke its own request (bad chunk line, trailers past the
+      // buffer bound, ...); the stream error that follows is our own reset.
+      status = http::status::bad_request;
     }
     if (auto client_status = client_body_error_status(up_ec_)) status = *client_status;
     if (!(up_ec_ && is_quiet_close(up_ec_) && !watchdog_->fired())) {
@@ -392,6 +396,7 @@ asio::awaitable<void> Exchange::forward_request() {
       auto r = co_await down_.read_body(asio::buffer(chunk.get(), chunk_size));
       if (r.ec) {
         up_ec_ = r.ec;
+        client_broke_ = true;
         req_side_ = RequestSide::failed;
         stream.reset(tunnel::ResetCode::cancel, "client request failed");
         co_return;

@@ -33,7 +33,9 @@ struct UpstreamSlot {
   std::optional<tunnel::TunnelStream> stream;
   std::shared_ptr<const TunnelInfo> tunnel;
   std::shared_ptr<const RouteGroup> group;
-  boost::beast::flat_buffer buf;  // tunnel -> edge
+  // tunnel -> edge; bounded (a response head is at most 64 KiB, body reads
+  // ask for 64 KiB): a service's endless chunk line cannot grow it.
+  boost::beast::flat_buffer buf{192 * 1024};
 
   bool parked() const { return stream.has_value(); }
   void clear() {

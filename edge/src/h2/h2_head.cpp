@@ -1,6 +1,7 @@
 #include "h2/h2_head.hpp"
 
 #include <boost/beast/http/field.hpp>
+#include <cctype>
 
 namespace hearth::edge {
 namespace {
@@ -18,8 +19,33 @@ bool is_token_lower(std::string_view s) {
   return true;
 }
 
+// RFC 9110 5.5 field-value: VCHAR, obs-text, SP and HTAB inside; no control
+// characters (CR, LF and NUL above all: they would split the HTTP/1.1 head),
+// no leading or trailing whitespace.
 bool value_ok(std::string_view v) {
-  return v.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+  for (unsigned char c : v) {
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return v.empty() ||
+         (v.front() != ' ' && v.front() != '\t' && v.back() != ' ' && v.back() != '\t');
+}
+
+// A request-target or :authority: visible ASCII only (what Beast's parser takes).
+bool target_ok(std::string_view v) {
+  for (unsigned char c : v) {
+    if (c <= 0x20 || c >= 0x7f) return false;
+  }
+  return true;
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    bool ok = std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                     std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -93,9 +119,9 @@ std::optional<H2HeadError> h2_to_http1_head(std::span<const H2Field> fields, boo
   }
 
   if (!method || method->empty()) return bad("no :method");
-  for (unsigned char c : *method) {
-    if (c <= 0x20 || c >= 0x7f) return bad("bad :method");
-  }
+  if (!is_token(*method)) return bad("bad :method");
+  if (path && !target_ok(*path)) return bad("bad :path");
+  if (authority && !target_ok(*authority)) return bad("bad :authority");
   const bool connect = *method == "CONNECT";
   if (protocol) {
     if (!connect) return bad(":protocol without CONNECT");

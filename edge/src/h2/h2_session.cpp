@@ -49,6 +49,7 @@ constexpr std::size_t kOutChunk = 16 * 1024;    // response bytes a stream may h
 // the client (a client that sends but does not read must not grow it).
 constexpr std::size_t kMaxOutboundQueue = 512;
 constexpr auto kTick = std::chrono::milliseconds(250);
+constexpr std::size_t kMaxIdleSlots = 16;  // parked tunnel streams per h2 connection
 
 class H2Session;
 
@@ -127,6 +128,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
   bool started_ = false;    // the exchange runs
   bool done_ = false;       // the exchange ended
   bool closed_ = false;     // nghttp2 closed the stream
+  bool abandoned_ = false;  // ... before our whole response was handed over (a reset)
   UpstreamSlot slot_;
   Clock::time_point last_progress_ = Clock::now();
 
@@ -135,7 +137,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
                                    std::vector<std::string>& names, bool upgrade);
   bool submit(const http::response_header<>& res, bool end, bool upgrade);
   error_code gone() const {
-    if (closed_) return asio::error::connection_reset;
+    if (closed_ && abandoned_) return asio::error::connection_reset;
     if (cancelled_) return asio::error::operation_aborted;
     return {};
   }
@@ -182,6 +184,20 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   }
   std::uint64_t id() const { return conn_->id; }
 
+  // Parked tunnel streams (their service connections kept alive) for the
+  // next streams of this connection, as HTTP/1.1 keeps one per connection.
+  void take_slot(UpstreamSlot& slot) {
+    if (idle_slots_.empty()) return;
+    slot = std::move(idle_slots_.back());
+    idle_slots_.pop_back();
+  }
+  void return_slot(UpstreamSlot& slot) {
+    if (slot.parked() && !closing_ && idle_slots_.size() < kMaxIdleSlots) {
+      idle_slots_.push_back(std::move(slot));
+    }
+    slot.clear();
+  }
+
  private:
   bool init();
   asio::awaitable<void> reader();
@@ -215,6 +231,7 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   ExchangeEnv env_;
   std::unordered_map<std::int32_t, std::shared_ptr<H2Stream>> streams_;
   std::vector<std::shared_ptr<H2Stream>> ready_;  // head complete, exchange to start
+  std::vector<UpstreamSlot> idle_slots_;
   Signal write_signal_;
   Signal read_gate_;
   asio::steady_timer tick_;
@@ -238,8 +255,9 @@ asio::awaitable<BodyRead> H2Stream::read_body(asio::mutable_buffer b) {
     unconsumed_ = 0;
     session_.signal_write();
   }
-  while (recv_.size() == 0 && !recv_end_ && !gone()) co_await rd_.wait();
-  if (recv_.size() == 0 && gone()) co_return BodyRead{gone(), 0, false};
+  while (recv_.size() == 0 && !recv_end_ && !closed_ && !cancelled_) co_await rd_.wait();
+  if (recv_.size() == 0 && !recv_end_)
+    co_return BodyRead{closed_ ? error_code(asio::error::connection_reset) : gone(), 0, false};
   std::size_t n = asio::buffer_copy(b, recv_.data());
   recv_.consume(n);
   last_progress_ = Clock::now();
@@ -325,6 +343,7 @@ asio::awaitable<error_code> H2Stream::write_interim(const http::response_header<
 asio::awaitable<error_code> H2Stream::write_head(http::response_header<>& res, bool end) {
   if (auto ec = gone()) co_return ec;
   const bool upgrade = res.result_int() == 101;
+  if (end && !upgrade) out_end_ = true;
   if (!submit(res, end && !upgrade, upgrade)) co_return asio::error::connection_reset;
   state_ = upgrade ? DownstreamState::upgraded
                    : (end ? DownstreamState::response_done : DownstreamState::response_started);
@@ -387,14 +406,17 @@ void H2Stream::abort() {
   cancel();
 }
 
-void H2Stream::on_closed(std::uint32_t) {
+void H2Stream::on_closed(std::uint32_t code) {
   closed_ = true;
+  // nghttp2 closes a stream as it sends our END_STREAM, before the exchange
+  // resumes: that is a normal end, not one to reset the tunnel stream for.
+  abandoned_ = !(code == NGHTTP2_NO_ERROR && out_end_ && out_.empty());
   // Bytes received but never passed on still hold connection window.
   std::size_t left = unconsumed_ + recv_.size();
   if (left > 0) nghttp2_session_consume_connection(session_.ng(), left);
   unconsumed_ = 0;
   recv_.consume(recv_.size());
-  if (started_ && !done_ && slot_.stream) {
+  if (started_ && !done_ && abandoned_ && slot_.stream) {
     // Abandoned by the client: the tunnel stream goes at once (rapid reset).
     slot_.stream->reset(tunnel::ResetCode::cancel, "client reset the stream");
   }
@@ -409,7 +431,7 @@ asio::awaitable<void> run_stream(std::shared_ptr<H2Session> session,
   shared->metrics.requests_in_flight.fetch_add(1, std::memory_order_relaxed);
   co_await run_exchange(session->env(), *stream, stream->slot_);
   shared->metrics.requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
-  stream->slot_.clear();
+  session->return_slot(stream->slot_);
   session->exchange_done(*stream);
 }
 
@@ -440,9 +462,11 @@ bool H2Session::init() {
   nghttp2_option_set_max_outbound_ack(opt, 100);
   nghttp2_option_set_max_settings(opt, 32);
   nghttp2_option_set_max_continuations(opt, 8);  // CVE-2024-27316 / -28182
-  nghttp2_option_set_stream_reset_rate_limit(opt,
-                                             static_cast<std::uint64_t>(FloodGuard::kResetBurst),
-                                             static_cast<std::uint64_t>(FloodGuard::kResetRate));
+  // nghttp2's own rapid-reset bucket (it counts every RST_STREAM) is the
+  // backstop at twice ours, which only counts streams still being answered.
+  nghttp2_option_set_stream_reset_rate_limit(
+      opt, static_cast<std::uint64_t>(2 * FloodGuard::kResetBurst),
+      static_cast<std::uint64_t>(2 * FloodGuard::kResetRate));
   int rv = nghttp2_session_server_new2(&session_, cbs, this, opt);
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cbs);
@@ -484,6 +508,7 @@ void H2Session::fail(nghttp2_error_code code, const char* why) {
 }
 
 void H2Session::close_all_streams() {
+  idle_slots_.clear();
   auto streams = std::move(streams_);
   streams_.clear();
   for (auto& [id, s] : streams) s->on_closed(NGHTTP2_CANCEL);
@@ -640,6 +665,7 @@ void H2Session::start_ready_streams() {
                      log_exception);
       continue;
     }
+    take_slot(s->slot_);
     asio::co_spawn(ex_, run_stream(shared_from_this(), s, shared_.get()), log_exception);
   }
 }
