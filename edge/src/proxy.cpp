@@ -270,7 +270,7 @@ asio::awaitable<bool> HttpsSession::handle_request(
   const bool body_pending = !parser.is_done();
   const bool keep_if_error = x.client_keep_alive && !body_pending;
 
-  auto log_request = [&](std::string_view origin) {
+  auto log_request = [&](std::string_view origin, std::string_view reason = {}) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::steady_clock::now() - started)
                   .count();
@@ -284,6 +284,7 @@ asio::awaitable<bool> HttpsSession::handle_request(
                           {"in", x.bytes_in},
                           {"out", x.bytes_out},
                           {"origin", origin},
+                          {"reason", reason},
                           {"request_id", x.request_id}});
   };
 
@@ -333,6 +334,11 @@ asio::awaitable<bool> HttpsSession::handle_request(
       if (pick == PickResult::offline) {
         bool keep = co_await send_error(http::status::service_unavailable, x, keep_if_error, 5);
         log_request("");
+        co_return keep;
+      }
+      if (pick == PickResult::unhealthy) {  // the origin's health check fails: no trip home
+        bool keep = co_await send_error(http::status::service_unavailable, x, keep_if_error, 5);
+        log_request("", "unhealthy");
         co_return keep;
       }
       stream_ = tunnel_info->conn->open_stream(
