@@ -125,7 +125,7 @@ TEST_CASE("HELLO with too many routes is refused", "[tunnel][frame]") {
 }
 
 TEST_CASE("WELCOME, OPEN, RESET, GOAWAY and REJECT round trip", "[tunnel][frame]") {
-  Welcome w{kProtocolVersion, "edge-1", 10000};
+  Welcome w{kProtocolVersion, "edge-1", 10000, {}};
   CHECK(decode_welcome(encode_payload(w)) == w);
 
   Open o{"app.example.com", "/api/v1?x=1", "198.51.100.7", 1};
