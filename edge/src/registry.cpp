@@ -54,6 +54,7 @@ std::vector<std::shared_ptr<const TunnelInfo>> Registry::set_grants(Grants grant
     if (next->routes != t->routes || next->refused != t->refused) {
       refused_total_.fetch_add(next->refused.size(), std::memory_order_relaxed);
       forget_unpublished_locked(*t, *next);
+      for (const auto& r : next->routes) known_[{r.host, r.path}] = next->origin;
       changed.push_back(next);
     }
     t = std::move(next);

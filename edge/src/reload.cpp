@@ -1,6 +1,7 @@
 #include "reload.hpp"
 
 #include <boost/asio/steady_timer.hpp>
+#include <cstdlib>
 
 #include "hearth/common/crypto.hpp"
 #include "hearth/common/log.hpp"
@@ -42,6 +43,15 @@ void revoke(EdgeShared& shared, const std::shared_ptr<const TunnelInfo>& t, std:
 }
 
 }  // namespace
+
+std::uint16_t max_tunnel_version() {
+  static const std::uint16_t v = [] {
+    const char* env = std::getenv("HEARTH_TUNNEL_MAX_VERSION");
+    return env && std::string_view(env) == "1" ? tunnel::kProtocolVersion1
+                                               : tunnel::kProtocolVersion;
+  }();
+  return v;
+}
 
 Grants grants_of(const config::EdgeConfig& cfg) {
   Grants g;

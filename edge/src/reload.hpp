@@ -17,6 +17,11 @@ namespace hearth::edge {
 
 Grants grants_of(const config::EdgeConfig& cfg);
 
+// The highest tunnel protocol version this edge speaks: kProtocolVersion, or
+// 1 when HEARTH_TUNNEL_MAX_VERSION=1 is set (a test hook that makes the edge
+// answer as a version-1 edge did, to test origins against it).
+std::uint16_t max_tunnel_version();
+
 // After a reload swapped the config in: every live tunnel is re-filtered
 // against the new [[origins]] (origins told with PUBLISHED when their refused
 // set changed); a tunnel whose origin left [[origins]] or whose key's pin is no

@@ -302,7 +302,13 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker)
     co_return;
   }
   // A newer origin is answered in our version (it falls back); an older one in its own.
-  const auto version = std::min(hello->version, tunnel::kProtocolVersion);
+  const auto version = std::min(hello->version, max_tunnel_version());
+  if (max_tunnel_version() == tunnel::kProtocolVersion1 && hello->version != version) {
+    // Exactly what a version-1 edge answers (compatibility tests).
+    co_await reject(tls, peer, hello->origin_name,
+                    "unsupported protocol version " + std::to_string(hello->version));
+    co_return;
+  }
   const config::OriginGrant* grant = nullptr;
   for (const auto& g : cfg->origins) {
     if (g.name == hello->origin_name) grant = &g;

@@ -723,9 +723,12 @@ void Origin::roll_v1_tunnels(std::vector<unsigned> indices) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline - kLinger - config()->connect_timeout) conn->close("routes changed");
     if (replaced || now >= deadline || stopping_) {
-      auto rest = std::move(indices);
-      *poll = nullptr;  // breaks the self-reference
-      roll_v1_tunnels(std::move(rest));
+      // Continue from a fresh handler: this lambda must not destroy itself
+      // (resetting *poll breaks the self-reference) while it runs.
+      asio::post(control_, [this, poll, rest = std::move(indices)]() mutable {
+        *poll = nullptr;
+        roll_v1_tunnels(std::move(rest));
+      });
       return;
     }
     t->expires_after(std::chrono::milliseconds(100));

@@ -158,7 +158,7 @@ TEST_CASE("origin.toml: health check keys", "[config][origin][health]") {
     CHECK_FALSE(r.config);
     const auto* p = find_problem(r.problems, "routes[0].health_check");
     REQUIRE(p);
-    CHECK(p->line == 9);
+    CHECK(p->line == 10);
   }
   {
     auto r = load("health_timeout = \"10s\"\n");

@@ -16,9 +16,12 @@ TEST_CASE("PUBLISH round-trips routes with their health", "[frame][publish]") {
   CHECK(*back == p);
 
   SECTION("an unknown health value is refused") {
-    auto bad = bytes;
-    bad.back() = 3;  // the last route's health byte
+    // seq 1, one route "a" "/", health 3
+    const std::vector<std::uint8_t> bad{0, 0, 0, 1, 0, 1, 0, 1, 'a', 0, 1, '/', 3};
     CHECK_FALSE(decode_publish(bad));
+    auto good = bad;
+    good[12] = 2;
+    CHECK(decode_publish(good));
   }
   SECTION("truncated or trailing bytes are refused") {
     auto cut = bytes;
