@@ -88,8 +88,8 @@ int main(int argc, char** argv) {
     std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out)
               << (routes.empty() ? "\nedit the service of each of its [[routes]], then:"
                                  : "\ncheck it, then run it:")
-              << " hearth-origin check --config " << out
-              << " && hearth-origin run --config " << out << "\n";
+              << " hearth-origin check --config " << out << " && hearth-origin run --config " << out
+              << "\n";
     return 0;
   }
   if (config_path.empty()) {

@@ -10,9 +10,9 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <stdexcept>
 #include <map>
 #include <mutex>
+#include <stdexcept>
 #include <system_error>
 
 #include "detail.hpp"
@@ -301,8 +301,8 @@ std::string invite_origin(const EdgeConfig& cfg, std::string_view name,
   for (const auto& grant : cfg.origins) {
     if (grant.name == name) hostnames = grant.hostnames;
   }
-  return crypto::encode_join_token(crypto::JoinToken{
-      std::string(edge_address), *edge_pin, std::string(name), origin_key, hostnames});
+  return crypto::encode_join_token(crypto::JoinToken{std::string(edge_address), *edge_pin,
+                                                     std::string(name), origin_key, hostnames});
 }
 
 std::filesystem::path origin_key_path_for(const std::filesystem::path& out) {
@@ -384,8 +384,8 @@ JoinRoute parse_join_route(std::string_view text) {
     throw std::invalid_argument("--route " + std::string(text) + ": not a valid host: " + r.host);
   }
   const bool clean = std::none_of(r.path.begin(), r.path.end(), [](char c) {
-    return static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '?' || c == '#' ||
-           c == '"' || c == '\\';
+    return static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '?' || c == '#' || c == '"' ||
+           c == '\\';
   });
   if (!clean) {
     throw std::invalid_argument("--route " + std::string(text) +
@@ -448,9 +448,9 @@ void write_origin_config(const crypto::JoinToken& token, const std::filesystem::
     toml += "\n[[routes]]\n";
     toml += "host    = " + toml_string(r.host) + "\n";
     toml += "path    = " + toml_string(r.path) + "\n";
-    toml += "service = " + toml_string(r.service) +
-            (placeholder ? "  # EDIT ME: the local address of the service for this hostname\n"
-                         : "\n");
+    toml +=
+        "service = " + toml_string(r.service) +
+        (placeholder ? "  # EDIT ME: the local address of the service for this hostname\n" : "\n");
   };
   if (!routes.empty()) {
     for (const auto& r : routes) write_route(r, false);
@@ -459,8 +459,8 @@ void write_origin_config(const crypto::JoinToken& token, const std::filesystem::
   } else {
     // A token from an edge that does not send hostnames: the operator fills one in.
     toml += "\n[[routes]]\n";
-    toml += "host    = \"app.example.com\"  # EDIT ME: a hostname the edge allows for " + name +
-            "\n";
+    toml +=
+        "host    = \"app.example.com\"  # EDIT ME: a hostname the edge allows for " + name + "\n";
     toml += "path    = \"/\"\n";
     toml += "service = \"http://127.0.0.1:3000\"  # EDIT ME: the local service\n";
   }

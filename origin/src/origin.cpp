@@ -111,8 +111,8 @@ class Origin {
     routes_ = make_route_set(cfg_);
     conns_.resize(cfg_->connections);
     links_.resize(cfg_->connections);
-    health_ = std::make_unique<HealthMonitor>(control_.get_executor(),
-                                              [this] { publish_all("health"); });
+    health_ =
+        std::make_unique<HealthMonitor>(control_.get_executor(), [this] { publish_all("health"); });
   }
 
   int run();
@@ -274,7 +274,9 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
         reason->rfind("unsupported protocol version", 0) == 0) {
       hello_version_.store(tunnel::kProtocolVersion1);
       log::warn("tunnel.version_fallback",
-                {{"conn", conn_id}, {"edge", edge}, {"version", tunnel::kProtocolVersion1},
+                {{"conn", conn_id},
+                 {"edge", edge},
+                 {"version", tunnel::kProtocolVersion1},
                  {"detail", "older edge: route changes reconnect tunnels one at a time"}});
       co_return false;
     }
@@ -301,16 +303,15 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   auto conn = std::make_shared<tunnel::Connection>(ex, std::move(tls), std::move(buf), opts);
   auto waiter = std::make_shared<CloseWaiter>(ex);
   if (version >= 2) {
-    conn->set_control_handler(
-        [this, index](tunnel::FrameType type, std::span<const std::uint8_t> payload) {
-          if (type != tunnel::FrameType::published) return false;
-          auto p = tunnel::decode_published(payload);
-          if (!p) return false;
-          asio::post(control_, [this, index, p = std::move(*p)]() mutable {
-            on_published(index, std::move(p));
-          });
-          return true;
-        });
+    conn->set_control_handler([this, index](tunnel::FrameType type,
+                                            std::span<const std::uint8_t> payload) {
+      if (type != tunnel::FrameType::published) return false;
+      auto p = tunnel::decode_published(payload);
+      if (!p) return false;
+      asio::post(control_,
+                 [this, index, p = std::move(*p)]() mutable { on_published(index, std::move(p)); });
+      return true;
+    });
   }
   conn->start(
       [this](tunnel::TunnelStream ts, tunnel::Open meta) {
@@ -328,8 +329,11 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
     links_[index].refused = welcome->refused;
   }
   live_.fetch_add(1);
-  log::info("tunnel.up", {{"conn", conn_id}, {"edge", edge}, {"index", index},
-                          {"version", version}, {"refused", welcome->refused.size()}});
+  log::info("tunnel.up", {{"conn", conn_id},
+                          {"edge", edge},
+                          {"index", index},
+                          {"version", version},
+                          {"refused", welcome->refused.size()}});
   if (!welcome->refused.empty()) log_refused(index, welcome->refused);
   // Health (and any reload since this HELLO was built) goes out in a PUBLISH.
   if (version >= 2) {
@@ -607,7 +611,8 @@ void Origin::reload() {
   next.listen_admin = old->listen_admin;
   next.workers = old->workers;
   if (!kept.empty()) {
-    log::warn("reload.restart_needed", {{"keys", kept}, {"detail", "restart hearth-origin to change these"}});
+    log::warn("reload.restart_needed",
+              {{"keys", kept}, {"detail", "restart hearth-origin to change these"}});
   }
   auto cfg = std::make_shared<const config::OriginConfig>(std::move(next));
   {
@@ -654,16 +659,16 @@ void Origin::set_connections(unsigned n) {
     t->async_wait([t, c](error_code) { c->close("connections reduced"); });
   }
   if (!start.empty() || !surplus.empty()) {
-    log::info("reload.connections", {{"connections", n},
-                                     {"started", start.size()},
-                                     {"stopping", surplus.size()}});
+    log::info("reload.connections",
+              {{"connections", n}, {"started", start.size()}, {"stopping", surplus.size()}});
   }
 }
 
 tunnel::Publish Origin::make_publish(const config::OriginConfig& cfg) {
   tunnel::Publish p;
   p.seq = publish_seq_.fetch_add(1) + 1;
-  for (const auto& r : cfg.routes) p.routes.push_back({r.host, r.path, health_->health(r.host, r.path)});
+  for (const auto& r : cfg.routes)
+    p.routes.push_back({r.host, r.path, health_->health(r.host, r.path)});
   return p;
 }
 
@@ -686,8 +691,8 @@ void Origin::publish_all(std::string_view why) {
   auto p = make_publish(*cfg);
   auto payload = tunnel::encode_payload(p);
   for (auto& c : v2) c->send_control(tunnel::FrameType::publish, payload);
-  log::info("publish.sent", {{"why", why}, {"seq", p.seq}, {"routes", p.routes.size()},
-                             {"tunnels", v2.size()}});
+  log::info("publish.sent",
+            {{"why", why}, {"seq", p.seq}, {"routes", p.routes.size()}, {"tunnels", v2.size()}});
   // An older edge hears routes only in HELLO: reconnect its tunnels, one at a time.
   if (!v1.empty()) roll_v1_tunnels(std::move(v1));
 }
@@ -781,11 +786,11 @@ std::string Origin::routes_json() {
       }
     }
     out += (i ? "," : "") + std::string("{\"host\":") + json_string(r.host) +
-           ",\"path\":" + json_string(r.path) + ",\"service\":" +
-           json_string(r.service.to_string()) + ",\"health_check\":" +
-           json_string(r.health_check) + ",\"health\":" + json_string(health) +
-           ",\"health_error\":" + json_string(error) + ",\"refused\":" +
-           (refused.count({r.host, r.path}) ? "true" : "false") + "}";
+           ",\"path\":" + json_string(r.path) +
+           ",\"service\":" + json_string(r.service.to_string()) +
+           ",\"health_check\":" + json_string(r.health_check) +
+           ",\"health\":" + json_string(health) + ",\"health_error\":" + json_string(error) +
+           ",\"refused\":" + (refused.count({r.host, r.path}) ? "true" : "false") + "}";
   }
   return out + "]";
 }
@@ -804,12 +809,15 @@ std::string Origin::health_metrics() {
   std::string out =
       "# HELP hearth_publish_refused_routes Routes the edge refused to serve (hostname not "
       "allowed for this origin).\n# TYPE hearth_publish_refused_routes gauge\n"
-      "hearth_publish_refused_routes " + std::to_string(refused) + "\n";
-  out += "# HELP hearth_route_healthy Health check state per route: 1 healthy, 0 unhealthy, "
-         "-1 not decided yet.\n# TYPE hearth_route_healthy gauge\n";
+      "hearth_publish_refused_routes " +
+      std::to_string(refused) + "\n";
+  out +=
+      "# HELP hearth_route_healthy Health check state per route: 1 healthy, 0 unhealthy, "
+      "-1 not decided yet.\n# TYPE hearth_route_healthy gauge\n";
   for (const auto& e : checks) {
-    int v = e.health == tunnel::RouteHealth::healthy ? 1
-            : e.health == tunnel::RouteHealth::unhealthy ? 0 : -1;
+    int v = e.health == tunnel::RouteHealth::healthy     ? 1
+            : e.health == tunnel::RouteHealth::unhealthy ? 0
+                                                         : -1;
     out += "hearth_route_healthy{host=" + json_string(e.host) + ",path=" + json_string(e.path) +
            "} " + std::to_string(v) + "\n";
   }
