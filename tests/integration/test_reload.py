@@ -7,7 +7,8 @@ everything below:
   alone; the others are served; the refusal is in both /status outputs, both
   logs and the edge's hearth_publish_refused_routes metric;
 - origin SIGHUP adds a route: served at once, over the same tunnels (the
-  tunnel ids in the edge's /status do not change);
+  tunnel ids in the edge's /status do not change); `connections` 2 -> 3 -> 2
+  adds a tunnel and drains it again, the first two untouched;
 - edge SIGHUP adds a hostname the origin already asked for: served at once,
   no reconnect; removes one: 404 on the next request;
 - an invalid config on either side: logged with file:line:key, the running
@@ -208,6 +209,21 @@ def main():
         finally:
             open(h.edge_conf, "w").write(good_edge)
             open(conf, "w").write(good_origin)
+
+    @run.case
+    def origin_sighup_changes_connections():
+        mark = edge.mark()
+        h.set_key(conf, "connections", "3")
+        origin.signal(signal.SIGHUP)
+        wait_until(lambda: len(admin_json(h.admin_port)["tunnels"]) == 3, 10, what="three tunnels")
+        ids = tunnel_ids(admin_json(h.admin_port))
+        expect(set(state["ids"]) <= set(ids), "the first two tunnels stay: %s -> %s" % (state["ids"], ids))
+        h.set_key(conf, "connections", "2")
+        origin.signal(signal.SIGHUP)
+        wait_until(lambda: tunnel_ids(admin_json(h.admin_port)) == state["ids"], 10,
+                   what="back to the first two tunnels")
+        expect_eq(len(edge.find_all("tunnel.down", since=mark)), 1, "tunnels closed")
+        ws.echo("after connections changes")
 
     @run.case
     def join_with_and_without_route():
