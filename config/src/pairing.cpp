@@ -301,8 +301,12 @@ std::string invite_origin(const EdgeConfig& cfg, std::string_view name,
   for (const auto& grant : cfg.origins) {
     if (grant.name == name) hostnames = grant.hostnames;
   }
-  return crypto::encode_join_token(crypto::JoinToken{std::string(edge_address), *edge_pin,
-                                                     std::string(name), origin_key, hostnames});
+  // Designated: fields added later (WireGuard) need no change here.
+  return crypto::encode_join_token(crypto::JoinToken{.edge = std::string(edge_address),
+                                                     .edge_pin = *edge_pin,
+                                                     .origin_name = std::string(name),
+                                                     .origin_key_pem = origin_key,
+                                                     .hostnames = hostnames});
 }
 
 std::filesystem::path origin_key_path_for(const std::filesystem::path& out) {

@@ -346,9 +346,11 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker)
   config::record_last_seen(cfg->state_dir, hello->origin_name, peer);
 
   std::uint64_t id = shared_->next_id.fetch_add(1);
-  tunnel::Welcome welcome{version, "edge",
-                          static_cast<std::uint32_t>(cfg->keepalive_interval.count()),
-                          filtered.refused};
+  tunnel::Welcome welcome{
+      .version = version,
+      .edge_id = "edge",
+      .keepalive_interval_ms = static_cast<std::uint32_t>(cfg->keepalive_interval.count()),
+      .refused = filtered.refused};
   auto wp = tunnel::encode_payload(welcome);
   auto wec = co_await tunnel::write_one_frame(tls, tunnel::FrameType::welcome, wp);
   if (wec) {
