@@ -3,7 +3,7 @@
 
 Origin "nas" publishes app.test (HTTP check "/headers"), app.test/tcp (check
 "tcp") and other.test, all to service A; origin "nas2" publishes other.test to
-service B. Checks every 200 ms, rise 2, fall 3. The test stops service A:
+service B. Checks every 400 ms, rise 2, fall 3. The test stops service A:
 - app.test turns unhealthy in both /status outputs and in the metrics, and the
   edge answers 503 with Retry-After by itself: the origin sees no stream
   (hearth_streams_total does not move), the access log says reason=unhealthy;
@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (HOME_SERVICE, PYTHON, Failure, Harness, TestRun, _readline_timeout,  # noqa: E402
                      expect, expect_eq, free_port, wait_until)
 
-HEALTH = ['health_interval = "200ms"', 'health_timeout = "200ms"']
+HEALTH = ['health_interval = "400ms"', 'health_timeout = "400ms"']
 
 
 def admin_get(port, path):
