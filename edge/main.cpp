@@ -5,6 +5,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -51,6 +52,22 @@ int status(const std::string& admin) {
   }
 }
 
+// pin -> "invited <date>" from the comment `invite` writes above each pin.
+std::map<std::string, std::string> invite_dates(const std::filesystem::path& pins_file) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(pins_file);
+  std::string line, last_comment;
+  while (std::getline(in, line)) {
+    if (line.rfind("# ", 0) == 0) {
+      last_comment = line.substr(2);
+    } else if (!line.empty()) {
+      out[line] = last_comment;
+      last_comment.clear();
+    }
+  }
+  return out;
+}
+
 // `hearth-edge origins`: [[origins]] and the keys under state_dir, one origin per block.
 int list_origins(const hearth::config::EdgeConfig& cfg) {
   std::map<std::string, std::vector<std::string>> pins;
@@ -86,7 +103,10 @@ int list_origins(const hearth::config::EdgeConfig& cfg) {
       std::cout << " (none: run hearth-edge invite " << name << ")\n";
     } else {
       std::cout << "\n";
-      for (const auto& p : it->second) std::cout << "    " << p << "\n";
+      auto dates = invite_dates(hearth::config::pins_path(cfg.state_dir, name));
+      for (const auto& p : it->second) {
+        std::cout << "    " << p << (dates[p].empty() ? "" : "  (" + dates[p] + ")") << "\n";
+      }
     }
   }
   return 0;

@@ -262,6 +262,7 @@ def main():
         out = r.stdout
         expect(out.startswith("nas\n"), "origins output:\n%s" % out)
         expect(out.count("sha256:") == 2, "two pins (two invites):\n%s" % out)
+        expect(out.count("(invited 20") == 2, "each pin with its invite date:\n%s" % out)
         expect("last seen: 20" in out and "from 127.0.0.1:" in out, "last seen:\n%s" % out)
 
     @run.case
