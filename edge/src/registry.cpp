@@ -19,6 +19,18 @@ std::string prom_label(std::string_view s) {
   return out;
 }
 
+// Refusals in `after` that `before` did not have: a re-publish of the same
+// set (a health change) is not counted again.
+std::size_t newly_refused(const TunnelInfo& before, const TunnelInfo& after) {
+  std::size_t n = 0;
+  for (const auto& r : after.refused) {
+    bool old = false;
+    for (const auto& o : before.refused) old = old || (o.host == r.host && o.path == r.path);
+    if (!old) ++n;
+  }
+  return n;
+}
+
 }  // namespace
 
 Registry::Registry() : snap_(std::make_shared<RouteSnapshot>()) {}
@@ -52,7 +64,7 @@ std::vector<std::shared_ptr<const TunnelInfo>> Registry::set_grants(Grants grant
   for (auto& [id, t] : live_) {
     auto next = filtered_locked(*t);
     if (next->routes != t->routes || next->refused != t->refused) {
-      refused_total_.fetch_add(next->refused.size(), std::memory_order_relaxed);
+      refused_total_.fetch_add(newly_refused(*t, *next), std::memory_order_relaxed);
       forget_unpublished_locked(*t, *next);
       for (const auto& r : next->routes) known_[{r.host, r.path}] = next->origin;
       changed.push_back(next);
@@ -90,7 +102,7 @@ std::shared_ptr<const TunnelInfo> Registry::republish(std::uint64_t id, tunnel::
   base.requested = std::move(publish.routes);
   base.publish_seq = publish.seq;
   auto next = filtered_locked(base);
-  refused_total_.fetch_add(next->refused.size(), std::memory_order_relaxed);
+  refused_total_.fetch_add(newly_refused(*it->second, *next), std::memory_order_relaxed);
   forget_unpublished_locked(*it->second, *next);
   for (const auto& r : next->routes) known_[{r.host, r.path}] = next->origin;
   it->second = next;
@@ -211,7 +223,8 @@ std::string Registry::prometheus() const {
   std::string out;
   out +=
       "# HELP hearth_publish_refused_total Routes an origin asked for that the edge refused "
-      "(hostname not allowed), counted at each HELLO, PUBLISH or reload.\n";
+      "(hostname not allowed): each route once per tunnel when it becomes refused (HELLO, "
+      "PUBLISH or edge reload).\n";
   out += "# TYPE hearth_publish_refused_total counter\n";
   out += "hearth_publish_refused_total " + std::to_string(refused_total()) + "\n";
   out += "# HELP hearth_publish_refused_routes Routes refused right now, by origin.\n";

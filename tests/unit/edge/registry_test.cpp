@@ -59,6 +59,9 @@ TEST_CASE("Registry: partial publish, reload re-filtering, republish", "[registr
   REQUIRE(stored->routes.size() == 1);
   REQUIRE(stored->refused.size() == 1);
   CHECK(reg.refused_total() == 1);
+  reg.republish(
+      1, {2, {{"app.test", "/", RouteHealth::healthy}, {"other.test", "/", RouteHealth::unknown}}});
+  CHECK(reg.refused_total() == 1);  // the same refusal again is not counted again
   std::shared_ptr<const TunnelInfo> out;
   CHECK(reg.pick("app.test", "/x", out) == PickResult::ok);
   CHECK(reg.pick("other.test", "/", out) == PickResult::unknown_host);

@@ -95,8 +95,8 @@ class Registry {
   static constexpr std::size_t kRemotePenalty = 4;
 
   std::size_t size() const;
-  // Routes refused since start (each HELLO, PUBLISH or reload that refused
-  // them counts them again).
+  // Routes refused since start: each route once per tunnel when it becomes
+  // refused (at HELLO, or by a PUBLISH or reload that newly refuses it).
   std::uint64_t refused_total() const { return refused_total_.load(std::memory_order_relaxed); }
   // Prometheus families for publish and health: hearth_publish_refused_total,
   // hearth_publish_refused_routes, hearth_route_healthy.
