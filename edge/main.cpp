@@ -5,7 +5,10 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 
 #include "hearth/common/log.hpp"
 #include "hearth/common/version.hpp"
@@ -49,6 +52,66 @@ int status(const std::string& admin) {
   }
 }
 
+// pin -> "invited <date>" from the comment `invite` writes above each pin.
+std::map<std::string, std::string> invite_dates(const std::filesystem::path& pins_file) {
+  std::map<std::string, std::string> out;
+  std::ifstream in(pins_file);
+  std::string line, last_comment;
+  while (std::getline(in, line)) {
+    if (line.rfind("# ", 0) == 0) {
+      last_comment = line.substr(2);
+    } else if (!line.empty()) {
+      out[line] = last_comment;
+      last_comment.clear();
+    }
+  }
+  return out;
+}
+
+// `hearth-edge origins`: [[origins]] and the keys under state_dir, one origin per block.
+int list_origins(const hearth::config::EdgeConfig& cfg) {
+  std::map<std::string, std::vector<std::string>> pins;
+  try {
+    pins = hearth::config::load_authorized_origins(cfg.state_dir);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 2;
+  }
+  std::set<std::string> names;
+  for (const auto& o : cfg.origins) names.insert(o.name);
+  for (const auto& [name, unused] : pins) names.insert(name);
+  if (names.empty()) std::cout << "no origins in [[origins]] or " << cfg.state_dir.string() << "\n";
+  for (const auto& name : names) {
+    const hearth::config::OriginGrant* grant = nullptr;
+    for (const auto& o : cfg.origins) {
+      if (o.name == name) grant = &o;
+    }
+    auto seen = hearth::config::load_last_seen(cfg.state_dir, name);
+    std::cout << name << "\n  hostnames: ";
+    if (grant) {
+      for (std::size_t i = 0; i < grant->hostnames.size(); ++i)
+        std::cout << (i ? ", " : "") << grant->hostnames[i];
+    } else {
+      std::cout << "(not in [[origins]]: it cannot connect)";
+    }
+    std::cout << "\n  last seen: "
+              << (seen ? seen->when + (seen->peer.empty() ? "" : " from " + seen->peer)
+                       : std::string("never"))
+              << "\n  pins:";
+    auto it = pins.find(name);
+    if (it == pins.end()) {
+      std::cout << " (none: run hearth-edge invite " << name << ")\n";
+    } else {
+      std::cout << "\n";
+      auto dates = invite_dates(hearth::config::pins_path(cfg.state_dir, name));
+      for (const auto& p : it->second) {
+        std::cout << "    " << p << (dates[p].empty() ? "" : "  (" + dates[p] + ")") << "\n";
+      }
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,7 +138,16 @@ int main(int argc, char** argv) {
   auto* status_cmd = app.add_subcommand("status", "print tunnels, routes and traffic");
   std::string admin = "127.0.0.1:9901";
   status_cmd->add_option("--admin", admin, "admin listener HOST:PORT");
-  for (auto* sub : {run_cmd, check_cmd, invite_cmd, status_cmd}) {
+  // Pairing over time (issue 13).
+  auto* origins_cmd =
+      app.add_subcommand("origins", "list authorized origins, their key pins and last contact");
+  origins_cmd->add_option("--config,-c", config_path, "edge.toml")->required();
+  auto* revoke_cmd = app.add_subcommand(
+      "revoke", "remove every key of origin NAME (then reload the edge to close its tunnels)");
+  std::string revoke_name;
+  revoke_cmd->add_option("--config,-c", config_path, "edge.toml")->required();
+  revoke_cmd->add_option("name", revoke_name, "origin name")->required();
+  for (auto* sub : {run_cmd, check_cmd, invite_cmd, status_cmd, origins_cmd, revoke_cmd}) {
     sub->add_option("--log-format", log_format)->check(CLI::IsMember({"text", "json"}));
     sub->add_option("--log-level", log_level)
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -102,6 +174,23 @@ int main(int argc, char** argv) {
   if (!cfg) return 1;
   if (*check_cmd) {
     std::cout << config_path << ": ok\n";
+    return 0;
+  }
+  if (*origins_cmd) return list_origins(*cfg);
+  if (*revoke_cmd) {
+    try {
+      if (!hearth::config::revoke_origin(cfg->state_dir, revoke_name)) {
+        std::cerr << "origin '" << revoke_name << "' has no keys under " << cfg->state_dir.string()
+                  << "/origins (see hearth-edge origins)\n";
+        return 1;
+      }
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      return 2;
+    }
+    std::cout << "revoked every key of origin '" << revoke_name
+              << "': new tunnels are refused now. To close its live tunnels, reload the edge:\n"
+                 "  systemctl reload hearth-edge   (or: kill -HUP <pid of hearth-edge>)\n";
     return 0;
   }
   if (*invite_cmd) {

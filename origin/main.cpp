@@ -4,6 +4,7 @@
 
 #include "hearth/common/crypto.hpp"
 #include "hearth/common/log.hpp"
+#include "hearth/common/route_match.hpp"
 #include "hearth/common/version.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
@@ -31,6 +32,10 @@ int main(int argc, char** argv) {
   join_cmd->add_option("--out,-o", out, "where to write origin.toml (the key goes beside it)")
       ->required();
   join_cmd->add_flag("--force", force, "overwrite existing files");
+  std::vector<std::string> join_routes;
+  join_cmd->add_option("--route", join_routes,
+                       "HOST[/PATH]=URL, repeatable (default: each allowed hostname to "
+                       "http://127.0.0.1:3000, to edit)");
   for (auto* sub : {run_cmd, check_cmd, join_cmd}) {
     sub->add_option("--log-format", log_format)->check(CLI::IsMember({"text", "json"}));
     sub->add_option("--log-level", log_level)
@@ -55,15 +60,36 @@ int main(int argc, char** argv) {
                    "printed)\n";
       return 1;
     }
+    std::vector<hearth::config::JoinRoute> routes;
     try {
-      hearth::config::write_origin_config(*decoded, out, force);
+      for (const auto& r : join_routes) routes.push_back(hearth::config::parse_join_route(r));
+    } catch (const std::exception& e) {
+      std::cerr << "join: " << e.what() << "\n";
+      return 1;
+    }
+    for (const auto& r : routes) {
+      bool allowed = decoded->hostnames.empty();  // an older edge's token does not say
+      for (const auto& h : decoded->hostnames) {
+        allowed = allowed || h == r.host || hearth::host_matches(h, r.host);
+      }
+      if (!allowed) {
+        std::cerr << "join: warning: the edge does not allow " << r.host << " for origin '"
+                  << decoded->origin_name << "' (allowed:";
+        for (const auto& h : decoded->hostnames) std::cerr << " " << h;
+        std::cerr << "); that route will be refused until edge.toml lists it\n";
+      }
+    }
+    try {
+      hearth::config::write_origin_config(*decoded, out, force, routes);
     } catch (const std::exception& e) {
       std::cerr << "join: " << e.what() << "\n";
       return 2;
     }
     std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out)
-              << "\nedit its [[routes]], then: hearth-origin check --config " << out
-              << " && hearth-origin run --config " << out << "\n";
+              << (routes.empty() ? "\nedit the service of each of its [[routes]], then:"
+                                 : "\ncheck it, then run it:")
+              << " hearth-origin check --config " << out << " && hearth-origin run --config " << out
+              << "\n";
     return 0;
   }
   if (config_path.empty()) {

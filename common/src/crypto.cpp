@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <array>
 #include <climits>
 #include <cstdint>
@@ -402,11 +403,33 @@ std::string encode_join_token(const JoinToken& token) {
   payload += "pin=" + token.edge_pin + "\n";
   payload += "name=" + token.origin_name + "\n";
   payload += "key=" + base64_encode(token.origin_key_pem, b64_std) + "\n";
+  // Allowed hostnames (issue 13): optional lines, after the fields every token has.
+  for (const auto& host : token.hostnames) {
+    check("host", host);
+    payload += "host=" + host + "\n";
+  }
   std::string out(token_prefix);
   out += base64_encode(payload, b64_url);
   OPENSSL_cleanse(payload.data(), payload.size());
   return out;
 }
+
+namespace {
+
+constexpr std::size_t max_token_hosts = 256;
+
+// "a.example.com" or "*.example.com": lower-case letters, digits, '-', '.';
+// a '*' only as the whole first label. The edge validated it; this only keeps
+// untrusted text out of the config `join` writes.
+bool plausible_hostname_pattern(std::string_view host) {
+  if (host.substr(0, 2) == "*.") host.remove_prefix(2);
+  if (host.empty() || host.size() > 253 || host.front() == '.' || host.back() == '.') return false;
+  return std::all_of(host.begin(), host.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+  });
+}
+
+}  // namespace
 
 std::optional<JoinToken> decode_join_token(std::string_view text) {
   constexpr std::string_view space = " \t\r\n";
@@ -454,6 +477,9 @@ std::optional<JoinToken> decode_join_token(std::string_view text) {
       ok = take(have_name, token.origin_name);
     } else if (field == "key") {
       ok = take(have_key, key_b64);
+    } else if (field == "host") {
+      ok = plausible_hostname_pattern(value) && token.hostnames.size() < max_token_hosts;
+      if (ok) token.hostnames.emplace_back(value);
     }
     if (!ok) {
       return std::nullopt;

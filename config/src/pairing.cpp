@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 #include <system_error>
 
@@ -295,8 +297,16 @@ std::string invite_origin(const EdgeConfig& cfg, std::string_view name,
   write_file(pins, "# invited " + utc_now() + "\n" + *origin_pin + "\n", private_file_mode,
              O_APPEND);
 
-  return crypto::encode_join_token(
-      crypto::JoinToken{std::string(edge_address), *edge_pin, std::string(name), origin_key});
+  std::vector<std::string> hostnames;
+  for (const auto& grant : cfg.origins) {
+    if (grant.name == name) hostnames = grant.hostnames;
+  }
+  // Designated: fields added later (WireGuard) need no change here.
+  return crypto::encode_join_token(crypto::JoinToken{.edge = std::string(edge_address),
+                                                     .edge_pin = *edge_pin,
+                                                     .origin_name = std::string(name),
+                                                     .origin_key_pem = origin_key,
+                                                     .hostnames = hostnames});
 }
 
 std::filesystem::path origin_key_path_for(const std::filesystem::path& out) {
@@ -308,8 +318,92 @@ std::filesystem::path origin_key_path_for(const std::filesystem::path& out) {
   return key;
 }
 
+void record_last_seen(const std::filesystem::path& state_dir, std::string_view name,
+                      std::string_view peer) noexcept {
+  try {
+    static std::mutex mu;
+    static std::map<std::string, std::chrono::steady_clock::time_point, std::less<>> written;
+    const auto now = std::chrono::steady_clock::now();
+    {
+      std::lock_guard lock(mu);
+      auto it = written.find(name);
+      if (it != written.end() && now - it->second < std::chrono::seconds(10)) return;
+      written[std::string(name)] = now;
+    }
+    const auto dir = state_dir / "origins";
+    const auto file = dir / (std::string(name) + ".seen");
+    const auto tmp = dir / (std::string(name) + ".seen.tmp-" + crypto::random_hex(4));
+    std::string line = utc_now() + " " + std::string(peer) + "\n";
+    // No fsync: losing the last-seen time in a crash costs nothing.
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, private_file_mode));
+    if (fd.get() < 0) return;
+    write_all(fd.get(), line, tmp);
+    if (fd.release_and_close() != 0 || ::rename(tmp.c_str(), file.c_str()) != 0) {
+      ::unlink(tmp.c_str());
+    }
+  } catch (...) {
+    // Bookkeeping only.
+  }
+}
+
+std::optional<LastSeen> load_last_seen(const std::filesystem::path& state_dir,
+                                       std::string_view name) {
+  auto read = detail::read_file(state_dir / "origins" / (std::string(name) + ".seen"), 4096);
+  if (!read.text) return std::nullopt;
+  std::string_view line = *read.text;
+  line = line.substr(0, line.find('\n'));
+  const auto sp = line.find(' ');
+  LastSeen seen;
+  seen.when = std::string(line.substr(0, sp));
+  if (sp != std::string_view::npos) seen.peer = std::string(line.substr(sp + 1));
+  return seen;
+}
+
+bool revoke_origin(const std::filesystem::path& state_dir, std::string_view name) {
+  if (!detail::valid_origin_name(name)) {
+    throw std::runtime_error("not a valid origin name: " + std::string(name));
+  }
+  const auto pins = pins_path(state_dir, name);
+  std::error_code ec;
+  const bool existed = std::filesystem::remove(pins, ec);
+  if (ec) throw std::runtime_error("cannot remove " + pins.string() + ": " + ec.message());
+  std::filesystem::remove(state_dir / "origins" / (std::string(name) + ".seen"), ec);
+  return existed;
+}
+
+JoinRoute parse_join_route(std::string_view text) {
+  const auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    throw std::invalid_argument("--route " + std::string(text) +
+                                ": expected HOST[/PATH]=URL, e.g. "
+                                "app.example.com=http://127.0.0.1:3000");
+  }
+  JoinRoute r;
+  std::string_view target = text.substr(0, eq);
+  r.service = std::string(text.substr(eq + 1));
+  const auto slash = target.find('/');
+  r.host = detail::to_lower(target.substr(0, slash));
+  if (slash != std::string_view::npos) r.path = std::string(target.substr(slash));
+  if (!valid_hostname_pattern(r.host)) {
+    throw std::invalid_argument("--route " + std::string(text) + ": not a valid host: " + r.host);
+  }
+  const bool clean = std::none_of(r.path.begin(), r.path.end(), [](char c) {
+    return static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '?' || c == '#' || c == '"' ||
+           c == '\\';
+  });
+  if (!clean) {
+    throw std::invalid_argument("--route " + std::string(text) +
+                                ": not a valid path prefix: " + r.path);
+  }
+  if (!parse_service_url(r.service)) {
+    throw std::invalid_argument("--route " + std::string(text) + ": not a service URL: " +
+                                r.service + " (http://host:port or https://host:port)");
+  }
+  return r;
+}
+
 void write_origin_config(const crypto::JoinToken& token, const std::filesystem::path& out,
-                         bool overwrite) {
+                         bool overwrite, const std::vector<JoinRoute>& routes) {
   check_token(token);
   const auto key_file = origin_key_path_for(out);
   if (!overwrite) {
@@ -345,11 +439,35 @@ void write_origin_config(const crypto::JoinToken& token, const std::filesystem::
           "  # this origin's private key, relative to this file: keep it secret\n";
   toml += "connections = 2  # parallel tunnel connections\n\n";
   toml += "# One [[routes]] per hostname (and path prefix) to publish. The edge accepts only\n";
-  toml += "# the hostnames its [[origins]] entry lists for " + name + ".\n";
-  toml += "[[routes]]\n";
-  toml += "host    = \"app.example.com\"  # edit me\n";
-  toml += "path    = \"/\"\n";
-  toml += "service = \"http://127.0.0.1:3000\"\n";
+  toml += "# the hostnames its [[origins]] entry lists for " + name;
+  if (!token.hostnames.empty()) {
+    toml += ":";
+    for (const auto& h : token.hostnames) toml += " " + h;
+  }
+  toml += ".\n";
+  toml += "# A route for any other hostname is refused alone (the others are still served).\n";
+  toml += "# Optional per route: health_check = \"/healthz\" (or \"tcp\"): the edge answers 503\n";
+  toml += "# itself while the service fails it.\n";
+  auto write_route = [&](const JoinRoute& r, bool placeholder) {
+    toml += "\n[[routes]]\n";
+    toml += "host    = " + toml_string(r.host) + "\n";
+    toml += "path    = " + toml_string(r.path) + "\n";
+    toml +=
+        "service = " + toml_string(r.service) +
+        (placeholder ? "  # EDIT ME: the local address of the service for this hostname\n" : "\n");
+  };
+  if (!routes.empty()) {
+    for (const auto& r : routes) write_route(r, false);
+  } else if (!token.hostnames.empty()) {
+    for (const auto& h : token.hostnames) write_route({h, "/", "http://127.0.0.1:3000"}, true);
+  } else {
+    // A token from an edge that does not send hostnames: the operator fills one in.
+    toml += "\n[[routes]]\n";
+    toml +=
+        "host    = \"app.example.com\"  # EDIT ME: a hostname the edge allows for " + name + "\n";
+    toml += "path    = \"/\"\n";
+    toml += "service = \"http://127.0.0.1:3000\"  # EDIT ME: the local service\n";
+  }
   write_file(out, toml, public_file_mode, flags);
 }
 

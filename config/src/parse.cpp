@@ -755,6 +755,26 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
       if (auto verify = r.boolean("tls_verify")) {
         route.tls_verify = *verify;
       }
+      // Health check keys (issue 13).
+      if (auto check = r.string("health_check")) {
+        const bool clean = std::none_of(check->begin(), check->end(), [](char c) {
+          return static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '#';
+        });
+        if (*check != "tcp" && (check->empty() || check->front() != '/' || !clean)) {
+          r.bad_value("health_check", *r.find("health_check"),
+                      "not a health check: " + in_quotes(*check) +
+                          " (\"tcp\" to connect only, or an HTTP path such as \"/healthz\")");
+          ok = false;
+        } else {
+          route.health_check = std::move(*check);
+        }
+      }
+      r.duration("health_interval", route.health_interval);
+      r.duration("health_timeout", route.health_timeout);
+      r.integer("health_rise", route.health_rise, 1, 100);
+      r.integer("health_fall", route.health_fall, 1, 100);
+      check_order(r, "health_timeout", route.health_timeout, "health_interval",
+                  route.health_interval, /*strict=*/false, ctx, nullptr);
       if (!ok) {
         return;
       }

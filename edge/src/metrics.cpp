@@ -25,6 +25,13 @@ std::string json_escape(std::string_view s) {
   return out;
 }
 
+tunnel::RouteHealth route_health(const TunnelInfo& t, const tunnel::RouteAdvert& r) {
+  for (std::size_t i = 0; i < t.routes.size() && i < t.health.size(); ++i) {
+    if (t.routes[i] == r) return t.health[i];
+  }
+  return tunnel::RouteHealth::unknown;
+}
+
 }  // namespace
 
 std::string Metrics::prometheus(const Registry& registry) const {
@@ -67,6 +74,7 @@ std::string Metrics::prometheus(const Registry& registry) const {
   out += "hearth_tunnels_refused_total " + std::to_string(tunnels_refused.load()) + "\n";
   out += "# TYPE hearth_connections_rejected_total counter\n";
   out += "hearth_connections_rejected_total " + std::to_string(connections_rejected.load()) + "\n";
+  out += registry.prometheus();  // publish and health families (issue 13)
   return out;
 }
 
@@ -89,6 +97,7 @@ std::string Metrics::status_json(const Registry& registry, bool draining) const 
         "{\"id\":" + std::to_string(t->id) + ",\"origin\":" + json_escape(t->origin) +
         ",\"peer\":" + json_escape(t->peer) +
         ",\"connection_index\":" + std::to_string(t->connection_index) +
+        ",\"version\":" + std::to_string(t->version) +
         ",\"usable\":" + (t->conn->usable() ? "true" : "false") +
         ",\"streams\":" + std::to_string(t->conn->active_streams()) +
         ",\"rtt_us\":" + std::to_string(t->conn->rtt_us()) +
@@ -100,7 +109,14 @@ std::string Metrics::status_json(const Registry& registry, bool draining) const 
     for (const auto& r : t->routes) {
       if (!rf) out += ',';
       rf = false;
-      out += "{\"host\":" + json_escape(r.host) + ",\"path\":" + json_escape(r.path) + "}";
+      out += "{\"host\":" + json_escape(r.host) + ",\"path\":" + json_escape(r.path) +
+             ",\"health\":" + json_escape(tunnel::to_string(route_health(*t, r))) + "}";
+    }
+    out += "],\"refused\":[";
+    for (std::size_t i = 0; i < t->refused.size(); ++i) {
+      const auto& r = t->refused[i];
+      out += (i ? "," : "") + std::string("{\"host\":") + json_escape(r.host) +
+             ",\"path\":" + json_escape(r.path) + ",\"reason\":" + json_escape(r.reason) + "}";
     }
     out += "]}";
   }

@@ -21,6 +21,7 @@
 #include "hearth/edge/edge.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
+#include "reload.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
 #include "tls/alpn.hpp"
@@ -97,6 +98,7 @@ class Edge {
   explicit Edge(std::shared_ptr<const config::EdgeConfig> cfg)
       : shared_(std::make_shared<EdgeShared>()), signals_(control_) {
     shared_->swap(cfg, make_https_tls(*cfg));
+    shared_->registry.set_grants(grants_of(*cfg));
     unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<asio::io_context>(1));
     worker_tunnels_ = std::make_unique<std::atomic<int>[]>(n);
@@ -280,7 +282,10 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker)
     co_await reject(tls, peer, "", "malformed HELLO");
     co_return;
   }
-  if (hello->version != tunnel::kProtocolVersion) {
+  // A newer origin is answered in our version (it falls back); an older one in its own.
+  const auto version = std::min(hello->version, max_tunnel_version());
+  if (max_tunnel_version() == tunnel::kProtocolVersion1 && hello->version != version) {
+    // Exactly what a version-1 edge answers (compatibility tests).
     co_await reject(tls, peer, hello->origin_name,
                     "unsupported protocol version " + std::to_string(hello->version));
     co_return;
@@ -306,25 +311,27 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker)
                         "' (run: hearth-edge invite " + hello->origin_name + ")");
     co_return;
   }
-  std::string denied;
-  for (const auto& r : hello->routes) {
-    bool allowed = false;
-    for (const auto& pattern : grant->hostnames) {
-      if (pattern == r.host || host_matches(pattern, r.host)) allowed = true;
+  // Partial publish: a route whose hostname is not allowed is refused alone.
+  // A version-1 origin cannot hear which; when it gets nothing at all it is
+  // refused as before, so its log says why.
+  auto filtered = filter_routes(from_hello(hello->routes), grant->hostnames, hello->origin_name);
+  if (version < 2 && filtered.served.empty() && !filtered.refused.empty()) {
+    std::string denied;
+    for (const auto& r : filtered.refused) {
+      if (denied.find(r.host) == std::string::npos) denied += (denied.empty() ? "" : ", ") + r.host;
     }
-    if (!allowed && denied.find(r.host) == std::string::npos) {
-      denied += (denied.empty() ? "" : ", ") + r.host;
-    }
-  }
-  if (!denied.empty()) {
     co_await reject(tls, peer, hello->origin_name,
                     "hostnames not allowed for origin '" + hello->origin_name + "': " + denied);
     co_return;
   }
+  config::record_last_seen(cfg->state_dir, hello->origin_name, peer);
 
   std::uint64_t id = shared_->next_id.fetch_add(1);
-  tunnel::Welcome welcome{tunnel::kProtocolVersion, "edge",
-                          static_cast<std::uint32_t>(cfg->keepalive_interval.count())};
+  tunnel::Welcome welcome{
+      .version = version,
+      .edge_id = "edge",
+      .keepalive_interval_ms = static_cast<std::uint32_t>(cfg->keepalive_interval.count()),
+      .refused = filtered.refused};
   auto wp = tunnel::encode_payload(welcome);
   auto wec = co_await tunnel::write_one_frame(tls, tunnel::FrameType::welcome, wp);
   if (wec) {
@@ -343,13 +350,16 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker)
   info->origin = hello->origin_name;
   info->peer = peer;
   info->connection_index = hello->connection_index;
-  info->routes = hello->routes;
+  info->requested = from_hello(hello->routes);
+  info->pin = *pin;
+  info->version = version;
   info->conn = conn;
   info->since = std::chrono::system_clock::now();
   std::string routes;
   for (const auto& r : hello->routes) routes += (routes.empty() ? "" : ",") + r.host + r.path;
   auto shared = shared_;
   std::string origin = hello->origin_name;
+  if (version >= 2) conn->set_control_handler(publish_handler(shared_, id, conn));
   conn->start(nullptr, [shared, id, origin, peer](const std::string& reason) {
     shared->registry.remove(id);
     log::info("tunnel.down", {{"conn", "t" + std::to_string(id)},
@@ -357,14 +367,16 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker)
                               {"peer", peer},
                               {"reason", reason}});
   });
-  shared_->registry.add(info);
+  auto stored = shared_->registry.add(info);
   if (shared_->draining.load()) conn->go_away("edge is draining");
   log::info("tunnel.up", {{"conn", opts.log_id},
                           {"origin", hello->origin_name},
                           {"peer", peer},
                           {"index", hello->connection_index},
                           {"software", hello->software},
+                          {"version", version},
                           {"routes", routes}});
+  log_refused(*stored, "hello");
 }
 
 void Edge::reload() {
@@ -385,6 +397,7 @@ void Edge::reload() {
     return;
   }
   shared_->swap(cfg, tls);
+  apply_reload(*shared_, *cfg, authorized_origins(cfg->state_dir), control_);
   log::info("reload.done", {{"file", cfg->source.string()},
                             {"certificates", cfg->certificates.size()},
                             {"origins", cfg->origins.size()}});

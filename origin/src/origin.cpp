@@ -18,6 +18,7 @@
 #include <boost/beast/ssl.hpp>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "hearth/common/admin.hpp"
@@ -26,6 +27,8 @@
 #include "hearth/common/route_match.hpp"
 #include "hearth/common/version.hpp"
 #include "hearth/common/workers.hpp"
+#include "hearth/config/parse.hpp"
+#include "hearth/origin/health.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "hearth/tunnel/mux.hpp"
 
@@ -65,6 +68,35 @@ struct CloseWaiter {
   std::string reason;
 };
 
+std::string json_string(std::string_view s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+// The routes in force and the config they point into (a reload swaps both).
+struct RouteSet {
+  std::shared_ptr<const config::OriginConfig> cfg;
+  RouteTable<const config::Route*> table;
+};
+
+std::shared_ptr<const RouteSet> make_route_set(std::shared_ptr<const config::OriginConfig> cfg) {
+  auto rs = std::make_shared<RouteSet>();
+  rs->cfg = std::move(cfg);
+  for (const auto& r : rs->cfg->routes) rs->table.add(r.host, r.path, &r);
+  return rs;
+}
+
+// Per tunnel connection index: what the edge said about it.
+struct LinkState {
+  std::uint16_t version = 0;                  // 0: not up
+  std::vector<tunnel::RefusedRoute> refused;  // from WELCOME / the last PUBLISHED
+  bool dialing = false;                       // a dial loop runs for this index
+};
+
 class Origin {
  public:
   explicit Origin(std::shared_ptr<const config::OriginConfig> cfg)
@@ -76,8 +108,11 @@ class Origin {
     service_tls_verify_ = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
     service_tls_verify_->set_default_verify_paths();
     service_tls_verify_->set_verify_mode(asio::ssl::verify_peer);
-    for (const auto& r : cfg_->routes) routes_.add(r.host, r.path, &r);
+    routes_ = make_route_set(cfg_);
     conns_.resize(cfg_->connections);
+    links_.resize(cfg_->connections);
+    health_ =
+        std::make_unique<HealthMonitor>(control_.get_executor(), [this] { publish_all("health"); });
   }
 
   int run();
@@ -95,6 +130,24 @@ class Origin {
   asio::awaitable<void> service_to_tunnel(tunnel::TunnelStream& ts, Service& svc, bool websocket,
                                           std::chrono::milliseconds idle);
   admin::Response admin_response(std::string_view path);
+  // Live reload (issue 13), on the control thread.
+  std::shared_ptr<const config::OriginConfig> config() const {
+    std::lock_guard lock(cfg_mu_);
+    return cfg_;
+  }
+  std::shared_ptr<const RouteSet> routes() const {
+    std::lock_guard lock(cfg_mu_);
+    return routes_;
+  }
+  void reload();
+  void set_connections(unsigned n);
+  tunnel::Publish make_publish(const config::OriginConfig& cfg);
+  void publish_all(std::string_view why);
+  void roll_v1_tunnels(std::vector<unsigned> indices);
+  void on_published(unsigned index, tunnel::Published p);
+  void log_refused(unsigned index, const std::vector<tunnel::RefusedRoute>& refused);
+  std::string routes_json();
+  std::string health_metrics();
   asio::awaitable<void> admin_loop(tcp::acceptor& acc);
   void on_signal(error_code ec, int sig);
   void begin_drain();
@@ -102,7 +155,9 @@ class Origin {
   void stop_when_closed(std::vector<std::shared_ptr<tunnel::Connection>> conns,
                         std::chrono::steady_clock::time_point deadline);
 
+  mutable std::mutex cfg_mu_;  // guards cfg_ and routes_ (swapped by reload)
   std::shared_ptr<const config::OriginConfig> cfg_;
+  std::shared_ptr<const RouteSet> routes_;
   // Workers are declared first so they are destroyed last: the control
   // context's pending accepts hold sockets bound to worker contexts, and
   // destroying those operations must find the workers' services alive.
@@ -112,11 +167,15 @@ class Origin {
   std::shared_ptr<asio::ssl::context> tunnel_ctx_;
   std::shared_ptr<asio::ssl::context> service_tls_;
   std::shared_ptr<asio::ssl::context> service_tls_verify_;
-  RouteTable<const config::Route*> routes_;
   std::unique_ptr<tcp::acceptor> admin_acc_;
+  std::unique_ptr<HealthMonitor> health_;  // on control_
 
-  std::mutex mu_;  // guards conns_ (control plane only)
+  std::mutex mu_;  // guards conns_ and links_ (control plane only)
   std::vector<std::shared_ptr<tunnel::Connection>> conns_;
+  std::vector<LinkState> links_;
+  std::atomic<std::uint32_t> publish_seq_{0};
+  // A version-1 edge refuses a version-2 HELLO: then speak 1 until a tunnel drops.
+  std::atomic<std::uint16_t> hello_version_{tunnel::kProtocolVersion};
   std::atomic<bool> stopping_{false};
   std::atomic<int> live_{0};
   std::atomic<std::uint64_t> streams_total_{0};
@@ -126,28 +185,35 @@ class Origin {
 
 asio::awaitable<void> Origin::dial_loop(unsigned index, asio::io_context::executor_type ex) {
   std::mt19937_64 rng(std::random_device{}() ^ (std::uint64_t{index} << 32));
-  auto backoff = cfg_->reconnect_min;
+  auto backoff = config()->reconnect_min;
   for (;;) {
     if (stopping_) co_return;
+    if (index >= config()->connections) {  // a reload lowered `connections`
+      std::lock_guard lock(mu_);
+      links_[index].dialing = false;
+      co_return;
+    }
     auto started = std::chrono::steady_clock::now();
     bool was_up = co_await connect_once(index, ex);
     if (stopping_) co_return;
+    auto cfg = config();
     if (was_up && std::chrono::steady_clock::now() - started >= kHealthyPeriod) {
-      backoff = cfg_->reconnect_min;
+      backoff = cfg->reconnect_min;
     }
     // Full jitter (AWS architecture blog): uniform in [0, backoff], so many
     // origins that lost the same edge do not come back in lock step.
     std::uniform_int_distribution<std::int64_t> dist(0, backoff.count());
     std::chrono::milliseconds delay(dist(rng));
-    if (was_up && backoff == cfg_->reconnect_min) delay = std::chrono::milliseconds(0);
+    if (was_up && backoff == cfg->reconnect_min) delay = std::chrono::milliseconds(0);
     log::info("tunnel.retry", {{"index", index}, {"delay_ms", delay.count()}});
     asio::steady_timer t(ex, delay);
     co_await t.async_wait(tuple_awaitable);
-    backoff = std::min(backoff * 2, cfg_->reconnect_max);
+    backoff = std::min(backoff * 2, cfg->reconnect_max);
   }
 }
 
 asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::executor_type ex) {
+  auto cfg_ = config();  // this attempt's view (a reload may swap it meanwhile)
   const std::string edge = cfg_->edge.to_string();
   const std::string conn_id = "o" + std::to_string(index);
   tcp::resolver resolver(ex);
@@ -188,6 +254,7 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   hello.origin_name = cfg_->name;
   hello.software = std::string("hearth-origin/") + kVersion;
   hello.connection_index = index;
+  hello.version = hello_version_.load();
   for (const auto& r : cfg_->routes) hello.routes.push_back({r.host, r.path});
   auto hp = tunnel::encode_payload(hello);
   auto wec = co_await tunnel::write_one_frame(tls, tunnel::FrameType::hello, hp);
@@ -202,16 +269,31 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   }
   if (reply.header.type == tunnel::FrameType::reject) {
     auto reason = tunnel::decode_reason(reply.payload);
+    // A version-1 edge: "unsupported protocol version 2". Speak 1 to it.
+    if (reason && hello.version > tunnel::kProtocolVersion1 &&
+        reason->rfind("unsupported protocol version", 0) == 0) {
+      hello_version_.store(tunnel::kProtocolVersion1);
+      log::warn("tunnel.version_fallback",
+                {{"conn", conn_id},
+                 {"edge", edge},
+                 {"version", tunnel::kProtocolVersion1},
+                 {"detail", "older edge: route changes reconnect tunnels one at a time"}});
+      co_return false;
+    }
     log::error("tunnel.refused", {{"conn", conn_id},
                                   {"edge", edge},
                                   {"reason", reason ? *reason : std::string("(unreadable)")}});
     co_return false;
   }
-  if (reply.header.type != tunnel::FrameType::welcome || !tunnel::decode_welcome(reply.payload)) {
+  auto welcome = reply.header.type == tunnel::FrameType::welcome
+                     ? tunnel::decode_welcome(reply.payload)
+                     : std::nullopt;
+  if (!welcome || welcome->version > hello.version) {
     log::warn("tunnel.connect_failed",
               {{"conn", conn_id}, {"edge", edge}, {"error", "expected WELCOME"}});
     co_return false;
   }
+  const std::uint16_t version = welcome->version;
 
   tunnel::ConnectionOptions opts;
   opts.keepalive_interval = cfg_->keepalive_interval;
@@ -220,6 +302,17 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   opts.log_id = conn_id;
   auto conn = std::make_shared<tunnel::Connection>(ex, std::move(tls), std::move(buf), opts);
   auto waiter = std::make_shared<CloseWaiter>(ex);
+  if (version >= 2) {
+    conn->set_control_handler([this, index](tunnel::FrameType type,
+                                            std::span<const std::uint8_t> payload) {
+      if (type != tunnel::FrameType::published) return false;
+      auto p = tunnel::decode_published(payload);
+      if (!p) return false;
+      asio::post(control_,
+                 [this, index, p = std::move(*p)]() mutable { on_published(index, std::move(p)); });
+      return true;
+    });
+  }
   conn->start(
       [this](tunnel::TunnelStream ts, tunnel::Open meta) {
         auto stream_ex = ts.get_executor();
@@ -232,16 +325,39 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   {
     std::lock_guard lock(mu_);
     conns_[index] = conn;
+    links_[index].version = version;
+    links_[index].refused = welcome->refused;
   }
   live_.fetch_add(1);
-  log::info("tunnel.up", {{"conn", conn_id}, {"edge", edge}, {"index", index}});
+  log::info("tunnel.up", {{"conn", conn_id},
+                          {"edge", edge},
+                          {"index", index},
+                          {"version", version},
+                          {"refused", welcome->refused.size()}});
+  if (!welcome->refused.empty()) log_refused(index, welcome->refused);
+  // Health (and any reload since this HELLO was built) goes out in a PUBLISH.
+  if (version >= 2) {
+    asio::post(control_, [this, conn, hello_cfg = cfg_] {
+      auto cfg = config();
+      bool any_check = false;
+      for (const auto& r : cfg->routes) any_check = any_check || !r.health_check.empty();
+      if (cfg != hello_cfg || any_check) {
+        conn->send_control(tunnel::FrameType::publish, tunnel::encode_payload(make_publish(*cfg)));
+      }
+    });
+  }
   if (stopping_) conn->go_away("origin is shutting down");
   co_await waiter->timer.async_wait(tuple_awaitable);
   live_.fetch_sub(1);
   {
     std::lock_guard lock(mu_);
-    if (conns_[index] == conn) conns_[index].reset();
+    if (conns_[index] == conn) {
+      conns_[index].reset();
+      links_[index].version = 0;
+      links_[index].refused.clear();
+    }
   }
+  hello_version_.store(tunnel::kProtocolVersion);  // the edge may have been upgraded
   log::warn("tunnel.down", {{"conn", conn_id}, {"edge", edge}, {"reason", waiter->reason}});
   co_return true;
 }
@@ -249,7 +365,9 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
 asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Open meta) {
   streams_total_.fetch_add(1, std::memory_order_relaxed);
   auto ex = ts.get_executor();
-  const config::Route* const* route = routes_.lookup(meta.host, meta.path);
+  auto rs = routes();  // keeps the route (and its config) alive for this stream
+  const auto& cfg_ = rs->cfg;
+  const config::Route* const* route = rs->table.lookup(meta.host, meta.path);
   if (!route) {
     streams_failed_.fetch_add(1, std::memory_order_relaxed);
     log::warn("stream.no_route", {{"stream", ts.id()}, {"host", meta.host}, {"path", meta.path}});
@@ -408,7 +526,15 @@ admin::Response Origin::admin_response(std::string_view path) {
       tunnels += "{\"index\":" + std::to_string(i) +
                  ",\"usable\":" + (c->usable() ? "true" : "false") +
                  ",\"streams\":" + std::to_string(c->active_streams()) +
-                 ",\"rtt_us\":" + std::to_string(c->rtt_us()) + "}";
+                 ",\"rtt_us\":" + std::to_string(c->rtt_us()) +
+                 ",\"version\":" + std::to_string(links_[i].version) + ",\"refused\":[";
+      for (std::size_t k = 0; k < links_[i].refused.size(); ++k) {
+        const auto& rr = links_[i].refused[k];
+        tunnels += (k ? "," : "") + std::string("{\"host\":") + json_string(rr.host) +
+                   ",\"path\":" + json_string(rr.path) + ",\"reason\":" + json_string(rr.reason) +
+                   "}";
+      }
+      tunnels += "]}";
     }
   }
   if (path == "/healthz") {
@@ -427,11 +553,13 @@ admin::Response Origin::admin_response(std::string_view path) {
              std::to_string(streams_failed_.load()) +
              "\n# TYPE hearth_bytes_total counter\nhearth_bytes_total{direction=\"in\"} " +
              std::to_string(in) + "\nhearth_bytes_total{direction=\"out\"} " + std::to_string(out) +
-             "\n";
+             "\n" + health_metrics();
   } else if (path == "/status") {
     r.content_type = "application/json";
-    r.body = "{\"origin\":\"" + cfg_->name + "\",\"edge\":\"" + cfg_->edge.to_string() +
-             "\",\"live\":" + std::to_string(live) + ",\"tunnels\":[" + tunnels + "]}\n";
+    auto cfg = config();
+    r.body = "{\"origin\":\"" + cfg->name + "\",\"edge\":\"" + cfg->edge.to_string() +
+             "\",\"live\":" + std::to_string(live) + ",\"tunnels\":[" + tunnels +
+             "],\"routes\":" + routes_json() + "}\n";
   } else {
     r.status = 404;
     r.body = "not found\n";
@@ -451,10 +579,256 @@ asio::awaitable<void> Origin::admin_loop(tcp::acceptor& acc) {
   }
 }
 
+// --- Live reload, publish and health (issue 13) ------------------------------
+
+void Origin::reload() {
+  auto old = config();
+  auto result = config::load_origin_config(old->source);
+  if (!result.config) {
+    for (const auto& p : result.problems) {
+      log::error("reload.problem", {{"problem", p.to_string()}});
+    }
+    log::error("reload.failed", {{"file", old->source.string()}, {"kept", "previous config"}});
+    return;
+  }
+  config::OriginConfig next = std::move(*result.config);
+  // What a running origin cannot change: who it is, where it dials, its
+  // admin listener and threads. Those keep their running values.
+  std::string kept;
+  auto keep = [&](bool differs, std::string_view key) {
+    if (differs) kept += (kept.empty() ? "" : ",") + std::string(key);
+  };
+  keep(next.name != old->name, "origin.name");
+  keep(next.edge != old->edge, "origin.edge");
+  keep(next.edge_pin != old->edge_pin, "origin.edge_pin");
+  keep(next.key_pem != old->key_pem, "origin.key_file");
+  keep(next.listen_admin != old->listen_admin, "origin.listen_admin");
+  keep(next.workers != old->workers, "origin.workers");
+  next.name = old->name;
+  next.edge = old->edge;
+  next.edge_pin = old->edge_pin;
+  next.key_pem = old->key_pem;
+  next.key_file = old->key_file;
+  next.listen_admin = old->listen_admin;
+  next.workers = old->workers;
+  if (!kept.empty()) {
+    log::warn("reload.restart_needed",
+              {{"keys", kept}, {"detail", "restart hearth-origin to change these"}});
+  }
+  auto cfg = std::make_shared<const config::OriginConfig>(std::move(next));
+  {
+    std::lock_guard lock(cfg_mu_);
+    cfg_ = cfg;
+    routes_ = make_route_set(cfg);
+  }
+  health_->configure(cfg->routes);
+  set_connections(cfg->connections);
+  publish_all("reload");
+  log::info("reload.done", {{"file", cfg->source.string()},
+                            {"routes", cfg->routes.size()},
+                            {"connections", cfg->connections}});
+}
+
+void Origin::set_connections(unsigned n) {
+  std::vector<std::shared_ptr<tunnel::Connection>> surplus;
+  std::vector<unsigned> start;
+  {
+    std::lock_guard lock(mu_);
+    if (conns_.size() < n) {
+      conns_.resize(n);
+      links_.resize(n);
+    }
+    for (unsigned i = 0; i < conns_.size(); ++i) {
+      if (i >= n && conns_[i]) surplus.push_back(conns_[i]);
+      if (i < n && !links_[i].dialing) {
+        links_[i].dialing = true;
+        start.push_back(i);
+      }
+    }
+  }
+  for (unsigned i : start) {
+    auto& w = *workers_[i % workers_.size()];
+    asio::co_spawn(w, dial_loop(i, w.get_executor()), log_exception);
+  }
+  // Fewer connections: the surplus drains like a shutdown (GOAWAY, then a
+  // graceful close once idle, or after drain_timeout); its dial loop ends.
+  auto drain = config()->drain_timeout;
+  for (auto& c : surplus) {
+    c->go_away("origin needs fewer connections");
+    c->when_idle([c] { c->close_gracefully("connections reduced", kLinger); });
+    auto t = std::make_shared<asio::steady_timer>(control_, drain);
+    t->async_wait([t, c](error_code) { c->close("connections reduced"); });
+  }
+  if (!start.empty() || !surplus.empty()) {
+    log::info("reload.connections",
+              {{"connections", n}, {"started", start.size()}, {"stopping", surplus.size()}});
+  }
+}
+
+tunnel::Publish Origin::make_publish(const config::OriginConfig& cfg) {
+  tunnel::Publish p;
+  p.seq = publish_seq_.fetch_add(1) + 1;
+  for (const auto& r : cfg.routes)
+    p.routes.push_back({r.host, r.path, health_->health(r.host, r.path)});
+  return p;
+}
+
+void Origin::publish_all(std::string_view why) {
+  if (stopping_) return;
+  auto cfg = config();
+  std::vector<std::shared_ptr<tunnel::Connection>> v2;
+  std::vector<unsigned> v1;
+  {
+    std::lock_guard lock(mu_);
+    for (unsigned i = 0; i < conns_.size(); ++i) {
+      if (!conns_[i] || conns_[i]->closed()) continue;
+      if (links_[i].version >= 2) {
+        v2.push_back(conns_[i]);
+      } else if (why == "reload" && i < cfg->connections) {
+        v1.push_back(i);
+      }
+    }
+  }
+  auto p = make_publish(*cfg);
+  auto payload = tunnel::encode_payload(p);
+  for (auto& c : v2) c->send_control(tunnel::FrameType::publish, payload);
+  log::info("publish.sent",
+            {{"why", why}, {"seq", p.seq}, {"routes", p.routes.size()}, {"tunnels", v2.size()}});
+  // An older edge hears routes only in HELLO: reconnect its tunnels, one at a time.
+  if (!v1.empty()) roll_v1_tunnels(std::move(v1));
+}
+
+void Origin::roll_v1_tunnels(std::vector<unsigned> indices) {
+  if (indices.empty() || stopping_) return;
+  unsigned index = indices.front();
+  indices.erase(indices.begin());
+  std::shared_ptr<tunnel::Connection> conn;
+  {
+    std::lock_guard lock(mu_);
+    if (index < conns_.size()) conn = conns_[index];
+  }
+  if (!conn) {
+    roll_v1_tunnels(std::move(indices));
+    return;
+  }
+  log::info("publish.reconnect", {{"index", index}, {"detail", "older edge: new HELLO"}});
+  auto cfg = config();
+  conn->go_away("routes changed");
+  conn->when_idle([conn] { conn->close_gracefully("routes changed", kLinger); });
+  // Next one once this index is up again with a new connection (bounded).
+  auto deadline =
+      std::chrono::steady_clock::now() + cfg->drain_timeout + cfg->connect_timeout + kLinger;
+  auto t = std::make_shared<asio::steady_timer>(control_);
+  auto poll = std::make_shared<std::function<void()>>();
+  *poll = [this, t, poll, conn, index, deadline, indices = std::move(indices)]() mutable {
+    bool replaced = false;
+    {
+      std::lock_guard lock(mu_);
+      replaced = index < conns_.size() && conns_[index] && conns_[index] != conn;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline - kLinger - config()->connect_timeout) conn->close("routes changed");
+    if (replaced || now >= deadline || stopping_) {
+      // Continue from a fresh handler: this lambda must not destroy itself
+      // (resetting *poll breaks the self-reference) while it runs.
+      asio::post(control_, [this, poll, rest = std::move(indices)]() mutable {
+        *poll = nullptr;
+        roll_v1_tunnels(std::move(rest));
+      });
+      return;
+    }
+    t->expires_after(std::chrono::milliseconds(100));
+    t->async_wait([poll](error_code ec) {
+      if (!ec && *poll) (*poll)();
+    });
+  };
+  (*poll)();
+}
+
+void Origin::log_refused(unsigned index, const std::vector<tunnel::RefusedRoute>& refused) {
+  std::string list;
+  for (const auto& r : refused) list += (list.empty() ? "" : ",") + r.host + r.path;
+  log::warn("publish.refused", {{"conn", "o" + std::to_string(index)},
+                                {"refused", list},
+                                {"reason", refused.empty() ? "" : refused.front().reason}});
+}
+
+void Origin::on_published(unsigned index, tunnel::Published p) {
+  bool changed = false;
+  {
+    std::lock_guard lock(mu_);
+    if (index >= links_.size()) return;
+    changed = links_[index].refused != p.refused;
+    links_[index].refused = p.refused;
+  }
+  log::info("publish.acknowledged",
+            {{"conn", "o" + std::to_string(index)}, {"seq", p.seq}, {"refused", p.refused.size()}});
+  if (changed && !p.refused.empty()) log_refused(index, p.refused);
+}
+
+std::string Origin::routes_json() {
+  auto cfg = config();
+  std::set<std::pair<std::string, std::string>> refused;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& l : links_) {
+      for (const auto& r : l.refused) refused.insert({r.host, r.path});
+    }
+  }
+  auto checks = health_->entries();
+  std::string out = "[";
+  for (std::size_t i = 0; i < cfg->routes.size(); ++i) {
+    const auto& r = cfg->routes[i];
+    std::string health = "unknown", error;
+    for (const auto& e : checks) {
+      if (e.host == r.host && e.path == r.path) {
+        health = std::string(tunnel::to_string(e.health));
+        error = e.last_error;
+      }
+    }
+    out += (i ? "," : "") + std::string("{\"host\":") + json_string(r.host) +
+           ",\"path\":" + json_string(r.path) +
+           ",\"service\":" + json_string(r.service.to_string()) +
+           ",\"health_check\":" + json_string(r.health_check) +
+           ",\"health\":" + json_string(health) + ",\"health_error\":" + json_string(error) +
+           ",\"refused\":" + (refused.count({r.host, r.path}) ? "true" : "false") + "}";
+  }
+  return out + "]";
+}
+
+std::string Origin::health_metrics() {
+  auto checks = health_->entries();
+  std::size_t refused = 0;
+  {
+    std::lock_guard lock(mu_);
+    std::set<std::pair<std::string, std::string>> set;
+    for (const auto& l : links_) {
+      for (const auto& r : l.refused) set.insert({r.host, r.path});
+    }
+    refused = set.size();
+  }
+  std::string out =
+      "# HELP hearth_publish_refused_routes Routes the edge refused to serve (hostname not "
+      "allowed for this origin).\n# TYPE hearth_publish_refused_routes gauge\n"
+      "hearth_publish_refused_routes " +
+      std::to_string(refused) + "\n";
+  out +=
+      "# HELP hearth_route_healthy Health check state per route: 1 healthy, 0 unhealthy, "
+      "-1 not decided yet.\n# TYPE hearth_route_healthy gauge\n";
+  for (const auto& e : checks) {
+    int v = e.health == tunnel::RouteHealth::healthy     ? 1
+            : e.health == tunnel::RouteHealth::unhealthy ? 0
+                                                         : -1;
+    out += "hearth_route_healthy{host=" + json_string(e.host) + ",path=" + json_string(e.path) +
+           "} " + std::to_string(v) + "\n";
+  }
+  return out;
+}
+
 void Origin::on_signal(error_code ec, int sig) {
   if (ec) return;
   if (sig == SIGHUP) {
-    log::warn("reload.unsupported", {{"detail", "restart hearth-origin to change routes"}});
+    reload();
     signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
     return;
   }
@@ -480,12 +854,12 @@ void Origin::begin_drain() {
     });
   }
   log::info("drain.start",
-            {{"connections", conns.size()}, {"timeout_ms", cfg_->drain_timeout.count()}});
+            {{"connections", conns.size()}, {"timeout_ms", config()->drain_timeout.count()}});
   if (conns.empty()) {
     stop_all();
     return;
   }
-  drain_timer_ = std::make_unique<asio::steady_timer>(control_, cfg_->drain_timeout);
+  drain_timer_ = std::make_unique<asio::steady_timer>(control_, config()->drain_timeout);
   drain_timer_->async_wait([this](error_code e) {
     if (!e) {
       log::warn("drain.timeout", {{"detail", "resetting streams still open"}});
@@ -513,6 +887,7 @@ void Origin::stop_all(bool drained) {
     }
   }
   error_code ignored;
+  health_->stop();
   if (drain_timer_) drain_timer_->cancel();
   if (admin_acc_) admin_acc_->close(ignored);
   signals_.cancel(ignored);
@@ -559,7 +934,9 @@ int Origin::run() {
   signals_.add(SIGHUP);
   signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
 
+  health_->configure(cfg_->routes);
   for (unsigned i = 0; i < cfg_->connections; ++i) {
+    links_[i].dialing = true;
     auto& w = *workers_[i % workers_.size()];
     asio::co_spawn(w, dial_loop(i, w.get_executor()), log_exception);
   }

@@ -48,6 +48,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case FrameType::window:
         (void)decode_window(p);
         break;
+      case FrameType::publish:
+        if (auto v = decode_publish(p)) {
+          if (decode_publish(encode_payload(*v)) != v) __builtin_trap();
+        }
+        break;
+      case FrameType::published:
+        if (auto v = decode_published(p)) {
+          if (decode_published(encode_payload(*v)) != v) __builtin_trap();
+        }
+        break;
       default:
         break;
     }

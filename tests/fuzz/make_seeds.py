@@ -18,7 +18,7 @@ CORPUS = HERE / "corpus"
 
 MAGIC = 0x48525448  # "HRTH"
 VERSION = 1
-HELLO, WELCOME, REJECT, OPEN, DATA, FIN, RESET, WINDOW, PING, PONG, GOAWAY = range(1, 12)
+HELLO, WELCOME, REJECT, OPEN, DATA, FIN, RESET, WINDOW, PING, PONG, GOAWAY, PUBLISH, PUBLISHED = range(1, 14)
 
 
 def u8(v):
@@ -53,6 +53,29 @@ def hello(name, routes, index=0, software="hearth-origin/0.1.0", version=VERSION
 
 def welcome(edge_id="edge", keepalive_ms=10000):
     return u32(MAGIC) + u16(VERSION) + string(edge_id) + u32(keepalive_ms)
+
+
+def welcome2(refused, edge_id="edge", keepalive_ms=10000):
+    """Version 2 WELCOME: the refused-route list follows (docs/protocol.md 3.2)."""
+    out = u32(MAGIC) + u16(2) + string(edge_id) + u32(keepalive_ms) + u16(len(refused))
+    for host, path, reason in refused:
+        out += string(host) + string(path) + string(reason)
+    return out
+
+
+def publish(seq, routes):
+    """PUBLISH (3.5): routes are (host, path, health) with health 0 unknown, 1 ok, 2 down."""
+    out = u32(seq) + u16(len(routes))
+    for host, path, health in routes:
+        out += string(host) + string(path) + u8(health)
+    return out
+
+
+def published(seq, refused):
+    out = u32(seq) + u16(len(refused))
+    for host, path, reason in refused:
+        out += string(host) + string(path) + string(reason)
+    return out
 
 
 def open_(host, path, client="203.0.113.7:51000", kind=0):
@@ -93,6 +116,18 @@ FRAME_SEEDS = {
     "gen-ping": frame(PING, 0, bytes(range(8))),
     "gen-pong": frame(PONG, 0, bytes(range(8))),
     "gen-goaway": frame(GOAWAY, 0, goaway(7, "draining")),
+    # Version 2 (issue 13): live publish and partial refusal.
+    "gen-welcome-v2": frame(WELCOME, 0, welcome2([("evil.example", "/", "hostname not allowed")])),
+    "gen-publish": frame(PUBLISH, 0, publish(3, [("app.example.com", "/", 1),
+                                                 ("app.example.com", "/api", 2),
+                                                 ("*.home.example.com", "/", 0)])),
+    "gen-publish-empty": frame(PUBLISH, 0, publish(4, [])),
+    "gen-published": frame(PUBLISHED, 0, published(3, [("evil.example", "/", "not allowed")])),
+    "gen-publish-bad-health": frame(PUBLISH, 0, publish(5, [("a.example", "/", 7)])),
+    "gen-handshake-v2": frame(HELLO, 0, hello("home", ROUTES, version=2))
+    + frame(WELCOME, 0, welcome2([]))
+    + frame(PUBLISH, 0, publish(1, [(h, p, 1) for h, p in ROUTES]))
+    + frame(PUBLISHED, 0, published(1, [])),
     # ...and the handshake as each side reads it.
     "gen-handshake-welcome": frame(HELLO, 0, hello("home", ROUTES)) + frame(WELCOME, 0, welcome()),
     "gen-handshake-reject": frame(HELLO, 0, hello("stranger", ROUTES[:1]))

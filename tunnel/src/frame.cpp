@@ -75,6 +75,8 @@ bool is_connection_frame(FrameType t) {
     case FrameType::ping:
     case FrameType::pong:
     case FrameType::goaway:
+    case FrameType::publish:
+    case FrameType::published:
       return true;
     default:
       return false;
@@ -107,6 +109,10 @@ std::string_view to_string(FrameType t) {
       return "PONG";
     case FrameType::goaway:
       return "GOAWAY";
+    case FrameType::publish:
+      return "PUBLISH";
+    case FrameType::published:
+      return "PUBLISHED";
   }
   return "UNKNOWN";
 }
@@ -156,7 +162,7 @@ HeaderDecode decode_header(std::span<const std::uint8_t> b) {
                 (std::uint32_t{b[7]} << 8) | std::uint32_t{b[8]};
   r.status = DecodeStatus::error;
   if (type < static_cast<std::uint8_t>(FrameType::hello) ||
-      type > static_cast<std::uint8_t>(FrameType::goaway)) {
+      type > static_cast<std::uint8_t>(FrameType::published)) {
     r.error = "unknown frame type";
     return r;
   }
@@ -247,12 +253,41 @@ std::optional<Hello> decode_hello(std::span<const std::uint8_t> p) {
   return v;
 }
 
+namespace {
+
+void write_refused(Writer& w, const std::vector<RefusedRoute>& refused) {
+  std::size_t n = std::min(refused.size(), kMaxRoutes);
+  w.u16(static_cast<std::uint16_t>(n));
+  for (std::size_t i = 0; i < n; ++i) {
+    w.str(refused[i].host);
+    w.str(refused[i].path);
+    w.str(refused[i].reason);
+  }
+}
+
+bool read_refused(Reader& r, std::vector<RefusedRoute>& out) {
+  std::uint16_t n = 0;
+  if (!r.u16(n) || n > kMaxRoutes) return false;
+  out.reserve(n);
+  for (std::uint16_t i = 0; i < n; ++i) {
+    RefusedRoute a;
+    if (!r.str(a.host) || !r.str(a.path) || !r.str(a.reason)) return false;
+    out.push_back(std::move(a));
+  }
+  return true;
+}
+
+}  // namespace
+
 std::vector<std::uint8_t> encode_payload(const Welcome& v) {
   Writer w;
   w.u32(kProtocolMagic);
   w.u16(v.version);
   w.str(v.edge_id);
   w.u32(v.keepalive_interval_ms);
+  // A version-1 origin's decoder refuses trailing bytes: the list exists only
+  // from version 2 on.
+  if (v.version >= 2) write_refused(w, v.refused);
   return w.take();
 }
 
@@ -262,7 +297,66 @@ std::optional<Welcome> decode_welcome(std::span<const std::uint8_t> p) {
   std::uint32_t magic = 0;
   if (!r.u32(magic) || magic != kProtocolMagic) return std::nullopt;
   if (!r.u16(v.version) || v.version == 0) return std::nullopt;
-  if (!r.str(v.edge_id) || !r.u32(v.keepalive_interval_ms) || !r.done()) return std::nullopt;
+  if (!r.str(v.edge_id) || !r.u32(v.keepalive_interval_ms)) return std::nullopt;
+  if (v.version >= 2 && !read_refused(r, v.refused)) return std::nullopt;
+  if (!r.done()) return std::nullopt;
+  return v;
+}
+
+std::string_view to_string(RouteHealth h) {
+  switch (h) {
+    case RouteHealth::unknown:
+      return "unknown";
+    case RouteHealth::healthy:
+      return "healthy";
+    case RouteHealth::unhealthy:
+      return "unhealthy";
+  }
+  return "unknown";
+}
+
+std::vector<std::uint8_t> encode_payload(const Publish& v) {
+  Writer w;
+  w.u32(v.seq);
+  std::size_t n = std::min(v.routes.size(), kMaxRoutes);
+  w.u16(static_cast<std::uint16_t>(n));
+  for (std::size_t i = 0; i < n; ++i) {
+    w.str(v.routes[i].host);
+    w.str(v.routes[i].path);
+    w.u8(static_cast<std::uint8_t>(v.routes[i].health));
+  }
+  return w.take();
+}
+
+std::optional<Publish> decode_publish(std::span<const std::uint8_t> p) {
+  Reader r(p);
+  Publish v;
+  std::uint16_t n = 0;
+  if (!r.u32(v.seq) || !r.u16(n) || n > kMaxRoutes) return std::nullopt;
+  v.routes.reserve(n);
+  for (std::uint16_t i = 0; i < n; ++i) {
+    PublishRoute a;
+    std::uint8_t health = 0;
+    if (!r.str(a.host) || !r.str(a.path) || !r.u8(health)) return std::nullopt;
+    if (health > static_cast<std::uint8_t>(RouteHealth::unhealthy)) return std::nullopt;
+    a.health = static_cast<RouteHealth>(health);
+    v.routes.push_back(std::move(a));
+  }
+  if (!r.done()) return std::nullopt;
+  return v;
+}
+
+std::vector<std::uint8_t> encode_payload(const Published& v) {
+  Writer w;
+  w.u32(v.seq);
+  write_refused(w, v.refused);
+  return w.take();
+}
+
+std::optional<Published> decode_published(std::span<const std::uint8_t> p) {
+  Reader r(p);
+  Published v;
+  if (!r.u32(v.seq) || !read_refused(r, v.refused) || !r.done()) return std::nullopt;
   return v;
 }
 

@@ -384,6 +384,13 @@ void Connection::go_away(std::string reason) {
   });
 }
 
+void Connection::send_control(FrameType type, std::vector<std::uint8_t> payload) {
+  asio::dispatch(ex_, [self = shared_from_this(), type, payload = std::move(payload)] {
+    if (self->closed_) return;
+    self->queue_control(type, 0, payload);
+  });
+}
+
 void Connection::close(std::string reason) {
   asio::dispatch(ex_, [self = shared_from_this(), reason = std::move(reason)]() mutable {
     self->do_close(std::move(reason));
@@ -413,6 +420,7 @@ void Connection::do_close(std::string reason) {
   }
   active_.store(0);
   on_open_ = nullptr;
+  on_control_ = nullptr;  // it may hold the connection's owner: break the cycle
   if (auto cb = std::move(on_close_)) {
     on_close_ = nullptr;
     cb(reason);
@@ -563,6 +571,13 @@ bool Connection::handle_frame(const FrameHeader& h, std::span<const std::uint8_t
       usable_.store(false);
       log::info("tunnel.goaway_received", {{"conn", options_.log_id}, {"reason", g->reason}});
       reset_parked_streams();
+      return true;
+    }
+    case FrameType::publish:
+    case FrameType::published: {
+      if (!on_control_) return protocol_error("unexpected frame");
+      if (control_.size() > kMaxControlQueue) return protocol_error("control frames flood");
+      if (!on_control_(h.type, payload)) return protocol_error("malformed control frame");
       return true;
     }
     case FrameType::hello:

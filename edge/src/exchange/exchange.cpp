@@ -124,7 +124,7 @@ class Exchange {
   asio::awaitable<void> pipe_tunnel_to_client();
   asio::awaitable<bool> local_reply(http::status status, bool keep_alive,
                                     std::optional<unsigned> retry_after = std::nullopt);
-  void log_request(std::string_view origin);
+  void log_request(std::string_view origin, std::string_view reason = {});
   void new_attempt() {
     req_side_ = RequestSide::sending;
     res_side_ = ResponseSide::waiting;
@@ -166,7 +166,7 @@ class Exchange {
   bool client_broke_ = false;       // reading the client's body failed
 };
 
-void Exchange::log_request(std::string_view origin) {
+void Exchange::log_request(std::string_view origin, std::string_view reason) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                   started_)
                 .count();
@@ -181,6 +181,7 @@ void Exchange::log_request(std::string_view origin) {
                         {"in", bytes_in_},
                         {"out", bytes_out_},
                         {"origin", origin},
+                        {"reason", reason},
                         {"request_id", request_id_}});
 }
 
@@ -271,6 +272,12 @@ asio::awaitable<bool> Exchange::run() {
         bool keep = co_await local_reply(http::status::service_unavailable, keep_if_error, 5);
         if (body_pending) down_.stop_reading();
         log_request("");
+        co_return keep;
+      }
+      if (pick == PickResult::unhealthy) {  // the origin's health check fails: no trip home
+        bool keep = co_await local_reply(http::status::service_unavailable, keep_if_error, 5);
+        if (body_pending) down_.stop_reading();
+        log_request("", "unhealthy");
         co_return keep;
       }
       slot_.stream = tunnel_info->conn->open_stream(

@@ -89,7 +89,7 @@ const std::string& sample_key() {
 
 crypto::JoinToken sample_token() {
   return crypto::JoinToken{"vps.example.com:7443", *crypto::pin_of_private_key_pem(sample_key()),
-                           "nas", crypto::generate_private_key_pem()};
+                           "nas", crypto::generate_private_key_pem(), {}};
 }
 
 }  // namespace

@@ -164,7 +164,10 @@ TEST_CASE("invite -> join -> load_origin_config round trip", "[config][pairing]"
 
   const std::string toml = read_text(out);
   CHECK_THAT(toml, Catch::Contains("key_file    = \"origin.key\""));
-  CHECK_THAT(toml, Catch::Contains("host    = \"app.example.com\"  # edit me"));
+  // One route per hostname the edge allows (issue 13), its service marked to edit.
+  CHECK_THAT(toml, Catch::Contains("host    = \"tallow.example.com\""));
+  CHECK_THAT(toml, Catch::Contains("# EDIT ME"));
+  CHECK_THAT(toml, !Catch::Contains("app.example.com"));
   CHECK_THAT(toml, Catch::Contains("connections = 2"));
 
   const auto r = cfg::load_origin_config(out);
@@ -181,7 +184,7 @@ TEST_CASE("invite -> join -> load_origin_config round trip", "[config][pairing]"
   CHECK(o.key_file == key_file);
   CHECK(o.connections == 2);
   REQUIRE(o.routes.size() == 1);
-  CHECK(o.routes[0].host == "app.example.com");
+  CHECK(o.routes[0].host == "tallow.example.com");
   CHECK(o.routes[0].path == "/");
   CHECK(o.routes[0].service == cfg::ServiceUrl{false, "127.0.0.1", 3000});
 

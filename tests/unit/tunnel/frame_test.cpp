@@ -53,7 +53,7 @@ TEST_CASE("frame header rejects malformed headers", "[tunnel][frame]") {
   };
   const Case cases[] = {
       {0, 0, 0, 0, "type 0 unknown"},
-      {0, 12, 0, 0, "type past goaway"},
+      {0, 14, 0, 0, "type past published"},
       {0, 255, 0, 1, "type 255"},
       {4, 8, 1, 1, "reserved flags"},
       {8, 9, 0, 3, "PING on a stream"},
@@ -125,7 +125,7 @@ TEST_CASE("HELLO with too many routes is refused", "[tunnel][frame]") {
 }
 
 TEST_CASE("WELCOME, OPEN, RESET, GOAWAY and REJECT round trip", "[tunnel][frame]") {
-  Welcome w{kProtocolVersion, "edge-1", 10000};
+  Welcome w{kProtocolVersion, "edge-1", 10000, {}};
   CHECK(decode_welcome(encode_payload(w)) == w);
 
   Open o{"app.example.com", "/api/v1?x=1", "198.51.100.7", StreamKind::websocket};

@@ -60,7 +60,8 @@ asio::awaitable<void> bulk_stream(TunnelStream s, std::size_t bulk_bytes) {
   s.shutdown_send();
 }
 
-void make_pair(Pair& p, std::size_t bulk_bytes = 0) {
+void make_pair(Pair& p, std::size_t bulk_bytes = 0,
+               Connection::ControlHandler edge_control = nullptr) {
   auto edge_key = crypto::generate_private_key_pem();
   auto origin_key = crypto::generate_private_key_pem();
   auto sctx = make_tunnel_tls_context(true, edge_key);
@@ -91,6 +92,7 @@ void make_pair(Pair& p, std::size_t bulk_bytes = 0) {
                                         beast::flat_buffer(), eo);
   p.origin = std::make_shared<Connection>(p.io.get_executor(), std::move(client),
                                           beast::flat_buffer(), oo);
+  if (edge_control) p.edge->set_control_handler(std::move(edge_control));
   p.edge->start(nullptr, [](const std::string&) {});
   auto* io = &p.io;
   p.origin->start(
@@ -283,4 +285,37 @@ TEST_CASE("streams opened from another thread keep ids in order", "[tunnel][mux]
   std::size_t ok = 0;
   for (const auto& r : results) ok += r.ok ? 1 : 0;
   CHECK(ok == results.size());
+}
+
+TEST_CASE("PUBLISH reaches the control handler; unhandled, it is a connection error",
+          "[mux][publish]") {
+  std::vector<Publish> got;
+  Pair p;
+  make_pair(p, 0, [&got](FrameType type, std::span<const std::uint8_t> payload) {
+    if (type != FrameType::publish) return false;
+    auto v = decode_publish(payload);
+    if (!v) return false;
+    got.push_back(std::move(*v));
+    return true;
+  });
+  Publish sent{1, {{"app.test", "/", RouteHealth::unhealthy}}};
+  p.origin->send_control(FrameType::publish, encode_payload(sent));
+  for (int i = 0; i < 100 && got.empty(); ++i) p.io.run_for(std::chrono::milliseconds(20));
+  REQUIRE(got.size() == 1);
+  CHECK(got[0] == sent);
+  CHECK_FALSE(p.edge->closed());
+
+  // A malformed payload: the handler says so, the connection closes.
+  p.origin->send_control(FrameType::publish, {1, 2, 3});
+  for (int i = 0; i < 100 && !p.edge->closed(); ++i) p.io.run_for(std::chrono::milliseconds(20));
+  CHECK(p.edge->closed());
+
+  // The origin side has no handler: PUBLISHED there is a connection error.
+  Pair q;
+  make_pair(q);
+  q.edge->send_control(FrameType::published, encode_payload(Published{0, {}}));
+  for (int i = 0; i < 100 && !q.origin->closed(); ++i) q.io.run_for(std::chrono::milliseconds(20));
+  CHECK(q.origin->closed());
+  p.io.run_for(std::chrono::milliseconds(50));
+  q.io.run_for(std::chrono::milliseconds(50));
 }

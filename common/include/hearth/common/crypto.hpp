@@ -49,6 +49,9 @@ struct JoinToken {
   std::string edge_pin;  // "sha256:..."
   std::string origin_name;
   std::string origin_key_pem;
+  // Issue 13 (pairing): the hostnames the edge allows for this origin, one
+  // optional `host=` line each; a token without them (older edge) still decodes.
+  std::vector<std::string> hostnames;
 };
 // encode throws std::invalid_argument when a field contains a line break (it
 // would not survive decoding). decode trims surrounding whitespace and checks

@@ -91,6 +91,14 @@ struct Route {
   std::string path = "/";  // prefix, starts with '/'
   ServiceUrl service;
   bool tls_verify = false;  // for https services: verify the local service's certificate
+
+  // Local service health check (issue 13), all optional. The origin probes the
+  // service and tells the edge, which answers 503 itself while it fails.
+  std::string health_check;  // "": none; "tcp": connect only; "/path": HTTP GET, 2xx/3xx pass
+  Duration health_interval = std::chrono::seconds(5);
+  Duration health_timeout = std::chrono::seconds(2);
+  unsigned health_rise = 2;  // consecutive passes to become healthy
+  unsigned health_fall = 3;  // consecutive failures to become unhealthy
 };
 
 struct OriginConfig {

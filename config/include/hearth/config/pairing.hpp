@@ -45,13 +45,42 @@ std::map<std::string, std::vector<std::string>> load_authorized_origins(
 std::string invite_origin(const EdgeConfig& cfg, std::string_view name,
                           std::string_view edge_address);
 
+// --- Pairing over time (issue 13) ---------------------------------------------
+// state_dir/origins/<name>.seen: "<UTC time> <peer address>", rewritten at each
+// tunnel handshake (at most every 10 s per origin, so a reconnect storm stays
+// cheap). Never throws: a handshake must not fail over bookkeeping.
+void record_last_seen(const std::filesystem::path& state_dir, std::string_view name,
+                      std::string_view peer) noexcept;
+struct LastSeen {
+  std::string when;  // "2026-12-01T22:10:00Z"
+  std::string peer;  // "198.51.100.7:40112"
+};
+std::optional<LastSeen> load_last_seen(const std::filesystem::path& state_dir,
+                                       std::string_view name);
+// Removes origins/<name>.pins (every key of that origin) and its .seen file.
+// False when the origin had no pins file. Throws std::runtime_error on I/O errors.
+// A running edge refuses the origin's next handshake at once; its live tunnels
+// close on the edge's next reload (SIGHUP).
+bool revoke_origin(const std::filesystem::path& state_dir, std::string_view name);
+
+// One [[routes]] entry for write_origin_config: `hearth-origin join --route`.
+struct JoinRoute {
+  std::string host;
+  std::string path = "/";
+  std::string service;  // "http://127.0.0.1:3000"
+};
+// "HOST[/PATH]=URL" -> JoinRoute; std::invalid_argument with a message on bad input.
+JoinRoute parse_join_route(std::string_view text);
+
 // Write a ready origin.toml at `out` and the key to `<out-without-ext>.key` beside it
 // (mode 0600, key_file relative path in the toml), with [origin] name/edge/edge_pin/
-// key_file/connections=2 and one example route. Refuses to overwrite existing files unless
+// key_file/connections=2 and `routes`; without routes, one route per hostname the token
+// allows, to http://127.0.0.1:3000, marked as the line to edit (an old token without
+// hostnames: an example route to edit). Refuses to overwrite existing files unless
 // overwrite=true. Creates out's directory if needed. Throws std::runtime_error on I/O
-// errors, std::invalid_argument if the token's fields are not valid.
+// errors, std::invalid_argument if the token's fields or a route are not valid.
 void write_origin_config(const crypto::JoinToken& token, const std::filesystem::path& out,
-                         bool overwrite = false);
+                         bool overwrite = false, const std::vector<JoinRoute>& routes = {});
 
 // Where write_origin_config puts the key for `out`: "origin.toml" -> "origin.key".
 std::filesystem::path origin_key_path_for(const std::filesystem::path& out);

@@ -24,7 +24,11 @@ inline constexpr std::size_t kFrameHeaderSize = 9;
 inline constexpr std::uint32_t kMaxDataPayload = 16 * 1024;     // DATA frames
 inline constexpr std::uint32_t kMaxControlPayload = 64 * 1024;  // HELLO with many routes
 inline constexpr std::uint32_t kInitialWindow = 256 * 1024;     // per stream, each direction
-inline constexpr std::uint16_t kProtocolVersion = 1;
+// The highest version this build speaks. Version 2 adds PUBLISH/PUBLISHED and
+// the refused-route list in WELCOME (docs/protocol.md, 6); a version-2 peer
+// still speaks version 1 to an older one.
+inline constexpr std::uint16_t kProtocolVersion = 2;
+inline constexpr std::uint16_t kProtocolVersion1 = 1;
 inline constexpr std::uint32_t kProtocolMagic = 0x48525448;  // "HRTH"
 // Longest string field (host, path, reason, ...) decoders accept; the encoder
 // cuts longer ones, so callers that must not lose bytes check against it.
@@ -42,6 +46,9 @@ enum class FrameType : std::uint8_t {
   ping = 9,     // either way, stream 0: 8 opaque bytes
   pong = 10,    // either way, stream 0: the ping's 8 bytes echoed
   goaway = 11,  // either way, stream 0: no new streams please; in-flight ones finish
+  // Version 2 (issue 13: live publish). Never sent on a version-1 connection.
+  publish = 12,    // origin -> edge, stream 0: the origin's whole route set, with health
+  published = 13,  // edge -> origin, stream 0: which of those routes the edge refused
 };
 
 // RESET codes. Kept stable: they are on the wire.
@@ -98,15 +105,56 @@ struct Hello {
   friend bool operator==(const Hello&, const Hello&) = default;
 };
 
+// A route the edge will not serve for this origin (its hostname is not in
+// the origin's [[origins]] hostnames). The others are served.
+struct RefusedRoute {
+  std::string host;
+  std::string path;
+  std::string reason;
+  friend bool operator==(const RefusedRoute&, const RefusedRoute&) = default;
+};
+
 struct Welcome {
-  std::uint16_t version = kProtocolVersion;
-  std::string edge_id;  // for logs
+  std::uint16_t version = kProtocolVersion;  // the version both sides now speak
+  std::string edge_id;                       // for logs
   std::uint32_t keepalive_interval_ms = 0;
+  std::vector<RefusedRoute> refused;  // on the wire only when version >= 2
   friend bool operator==(const Welcome&, const Welcome&) = default;
 };
 
 // What a stream carries; its wire value is the OPEN frame's kind byte.
 enum class StreamKind : std::uint8_t { http = 0, websocket = 1 };
+// Health of a published route, as the origin's checks see it.
+enum class RouteHealth : std::uint8_t {
+  unknown = 0,    // no check configured, or not decided yet: served
+  healthy = 1,    // served
+  unhealthy = 2,  // the edge answers 503 itself (or uses another replica)
+};
+std::string_view to_string(RouteHealth h);
+
+struct PublishRoute {
+  std::string host;
+  std::string path;
+  RouteHealth health = RouteHealth::unknown;
+  friend bool operator==(const PublishRoute&, const PublishRoute&) = default;
+};
+
+// PUBLISH replaces the route set the connection's HELLO (or last PUBLISH)
+// announced; `seq` increases per connection and is echoed in PUBLISHED.
+struct Publish {
+  std::uint32_t seq = 0;
+  std::vector<PublishRoute> routes;
+  friend bool operator==(const Publish&, const Publish&) = default;
+};
+
+// The edge's answer to a PUBLISH (seq echoed), or unsolicited after an edge
+// reload changed what this origin may publish (seq of the last PUBLISH, 0
+// when none).
+struct Published {
+  std::uint32_t seq = 0;
+  std::vector<RefusedRoute> refused;
+  friend bool operator==(const Published&, const Published&) = default;
+};
 
 struct Open {
   std::string host;                    // normalized Host of the request
@@ -133,6 +181,8 @@ std::vector<std::uint8_t> encode_payload(const Welcome& v);
 std::vector<std::uint8_t> encode_payload(const Open& v);
 std::vector<std::uint8_t> encode_payload(const Reset& v);
 std::vector<std::uint8_t> encode_payload(const GoAway& v);
+std::vector<std::uint8_t> encode_payload(const Publish& v);
+std::vector<std::uint8_t> encode_payload(const Published& v);
 std::vector<std::uint8_t> encode_reason(std::string_view reason);  // REJECT payload
 
 // Decoders reject truncated input, trailing bytes, oversized strings and
@@ -142,6 +192,8 @@ std::optional<Welcome> decode_welcome(std::span<const std::uint8_t> p);
 std::optional<Open> decode_open(std::span<const std::uint8_t> p);
 std::optional<Reset> decode_reset(std::span<const std::uint8_t> p);
 std::optional<GoAway> decode_goaway(std::span<const std::uint8_t> p);
+std::optional<Publish> decode_publish(std::span<const std::uint8_t> p);
+std::optional<Published> decode_published(std::span<const std::uint8_t> p);
 std::optional<std::string> decode_reason(std::span<const std::uint8_t> p);
 std::optional<std::uint32_t> decode_window(std::span<const std::uint8_t> p);
 

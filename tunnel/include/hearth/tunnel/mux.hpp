@@ -248,6 +248,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using OpenHandler = std::function<void(TunnelStream, Open)>;
   using CloseHandler = std::function<void(const std::string& reason)>;
+  // PUBLISH / PUBLISHED (version 2). Returns false for a payload it cannot
+  // decode: a connection error. Without a handler those frames are one too.
+  using ControlHandler = std::function<bool(FrameType, std::span<const std::uint8_t>)>;
 
   // `leftover` holds bytes already read past the handshake frames.
   Connection(asio::io_context::executor_type ex, TlsStream tls, beast::flat_buffer leftover,
@@ -257,6 +260,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Starts the reader, writer and keepalive. on_open runs on this connection's
   // executor for each stream the peer opens; on_close runs once, there too.
   void start(OpenHandler on_open, CloseHandler on_close);
+  // Call before start(). Runs on this connection's executor.
+  void set_control_handler(ControlHandler on_control) { on_control_ = std::move(on_control); }
+  // Thread-safe. Queues a stream-0 control frame (PUBLISH, PUBLISHED).
+  void send_control(FrameType type, std::vector<std::uint8_t> payload);
 
   // Thread-safe. Opens a stream whose user handlers run on user_ex. Fails
   // (nullopt) when the connection is closed or going away.
@@ -315,6 +322,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   OpenHandler on_open_;
   CloseHandler on_close_;
+  ControlHandler on_control_;
   std::function<void()> on_idle_;
 
   std::unordered_map<std::uint32_t, std::shared_ptr<StreamState>> streams_;
