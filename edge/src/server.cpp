@@ -15,12 +15,14 @@
 #include <thread>
 
 #include "hearth/common/log.hpp"
+#include "hearth/common/sd_notify.hpp"
 #include "hearth/common/workers.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
 #include "hearth/edge/edge.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
+#include "service.hpp"
 #include "shared.hpp"
 
 namespace hearth::edge {
@@ -168,6 +170,7 @@ class Edge {
   std::unique_ptr<asio::steady_timer> stop_timer_;
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
+  std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
 };
 
 // Read on every handshake so `invite` needs no reload. When the state files
@@ -412,7 +415,10 @@ void Edge::reload() {
 void Edge::on_signal(error_code ec, int sig) {
   if (ec) return;
   if (sig == SIGHUP) {
+    sd::notify("RELOADING=1\n" + sd::monotonic_usec());
     reload();
+    sd::notify("READY=1");
+    if (watchdog_) watchdog_->status_now();
     signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
     return;
   }
@@ -422,6 +428,7 @@ void Edge::on_signal(error_code ec, int sig) {
 
 void Edge::begin_drain() {
   if (shared_->draining.exchange(true)) return;
+  sd::notify("STOPPING=1\nSTATUS=" + service_status(*shared_));
   error_code ignored;
   for (auto* acc : {https_acc_.get(), http_acc_.get(), tunnel_acc_.get()}) {
     if (acc) acc->close(ignored);
@@ -494,7 +501,14 @@ int Edge::run() {
                              {"edge_pin", pin ? *pin : "?"},
                              {"config", cfg->source.string()}});
 
+  // systemd (Type=notify): ready once every listener is bound.
+  watchdog_ = std::make_unique<sd::Watchdog>(control_, workers_,
+                                             [this] { return service_status(*shared_); });
+  sd::notify("READY=1");
+  watchdog_->start();
+
   run_contexts(control_, workers_);
+  watchdog_.reset();
   shared_->registry.clear();
   log::info("edge.stopped");
   return 0;

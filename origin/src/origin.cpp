@@ -24,6 +24,7 @@
 #include "hearth/common/crypto.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/route_match.hpp"
+#include "hearth/common/sd_notify.hpp"
 #include "hearth/common/version.hpp"
 #include "hearth/common/workers.hpp"
 #include "hearth/tunnel/handshake.hpp"
@@ -122,6 +123,8 @@ class Origin {
   std::atomic<std::uint64_t> streams_total_{0};
   std::atomic<std::uint64_t> streams_failed_{0};
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
+  std::string service_status();
 };
 
 asio::awaitable<void> Origin::dial_loop(unsigned index, asio::io_context::executor_type ex) {
@@ -242,7 +245,11 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
     std::lock_guard lock(mu_);
     if (conns_[index] == conn) conns_[index].reset();
   }
-  log::warn("tunnel.down", {{"conn", conn_id}, {"edge", edge}, {"reason", waiter->reason}});
+  // Our own shutdown closing the tunnel is no warning (issue 13: a clean stop logs none).
+  const auto level = stopping_ ? log::Level::info : log::Level::warn;
+  if (log::enabled(level)) {
+    log::write(level, "tunnel.down", {{"conn", conn_id}, {"edge", edge}, {"reason", waiter->reason}});
+  }
   co_return true;
 }
 
@@ -389,6 +396,21 @@ asio::awaitable<void> Origin::service_to_tunnel(tunnel::TunnelStream& ts, Servic
   }
 }
 
+// The STATUS= line: "2 of 2 tunnels up to vps.example.com:7443, 3 streams", or
+// "draining: 3 streams left".
+std::string Origin::service_status() {
+  std::size_t streams = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& c : conns_) {
+      if (c) streams += c->active_streams();
+    }
+  }
+  if (stopping_) return "draining: " + std::to_string(streams) + " streams left";
+  return std::to_string(live_.load()) + " of " + std::to_string(cfg_->connections) +
+         " tunnels up to " + cfg_->edge.to_string() + ", " + std::to_string(streams) + " streams";
+}
+
 admin::Response Origin::admin_response(std::string_view path) {
   admin::Response r;
   int live = live_.load();
@@ -453,6 +475,8 @@ asio::awaitable<void> Origin::admin_loop(tcp::acceptor& acc) {
 void Origin::on_signal(error_code ec, int sig) {
   if (ec) return;
   if (sig == SIGHUP) {
+    sd::notify("RELOADING=1\n" + sd::monotonic_usec());
+    sd::notify("READY=1");
     log::warn("reload.unsupported", {{"detail", "restart hearth-origin to change routes"}});
     signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
     return;
@@ -463,6 +487,7 @@ void Origin::on_signal(error_code ec, int sig) {
 
 void Origin::begin_drain() {
   if (stopping_.exchange(true)) return;
+  sd::notify("STOPPING=1\nSTATUS=" + service_status());
   std::vector<std::shared_ptr<tunnel::Connection>> conns;
   {
     std::lock_guard lock(mu_);
@@ -567,8 +592,14 @@ int Origin::run() {
                                {"connections", cfg_->connections},
                                {"routes", cfg_->routes.size()},
                                {"workers", workers_.size()}});
+  // systemd (Type=notify): ready once the config is loaded and the dialers run.
+  watchdog_ =
+      std::make_unique<sd::Watchdog>(control_, workers_, [this] { return service_status(); });
+  sd::notify("READY=1");
+  watchdog_->start();
   auto control_guard = asio::make_work_guard(control_);
   run_contexts(control_, workers_);
+  watchdog_.reset();
   log::info("origin.stopped");
   return 0;
 }
