@@ -20,6 +20,7 @@
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/errors.hpp"
 #include "hearth/tunnel/mux.hpp"
+#include "access.hpp"
 #include "shared.hpp"
 
 namespace hearth::edge {
@@ -271,9 +272,11 @@ asio::awaitable<bool> HttpsSession::handle_request(
   const bool keep_if_error = x.client_keep_alive && !body_pending;
 
   auto log_request = [&](std::string_view origin) {
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                  std::chrono::steady_clock::now() - started)
-                  .count();
+    auto elapsed = std::chrono::steady_clock::now() - started;
+    shared_->metrics.request_stats.observe(requested_authority(req), x.status, elapsed, x.bytes_in,
+                                           x.bytes_out);
+    if (!access_log_wanted(*cfg_, x.status)) return;  // access_log, access_log_sample
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
     log::info("request", {{"conn", conn_id_},
                           {"client", client_ip_},
                           {"method", method},
@@ -401,11 +404,7 @@ asio::awaitable<bool> HttpsSession::handle_request(
     if (!(x.up_ec && is_quiet_close(x.up_ec) && !timed_out_)) {
       co_await send_error(status, x, false, retry);
     }
-    log::info("proxy.failed", {{"conn", conn_id_},
-                               {"request_id", x.request_id},
-                               {"origin", tunnel_info->origin},
-                               {"upstream", x.down_ec.message()},
-                               {"client", x.up_ec.message()}});
+    log_proxy_failed(conn_id_, x.request_id, tunnel_info->origin, x.down_ec, x.up_ec, timed_out_);
   } else {
     shared_->metrics.count_request(x.status);
     keep = x.response_done && x.request_done && x.client_keep_alive && !x.close_after && !x.up_ec &&

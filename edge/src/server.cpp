@@ -118,6 +118,7 @@ class Edge {
   explicit Edge(std::shared_ptr<const config::EdgeConfig> cfg)
       : shared_(std::make_shared<EdgeShared>()), signals_(control_) {
     shared_->swap(cfg, make_https_tls(*cfg));
+    shared_->metrics.request_stats.configure(configured_hostnames(*cfg));
     unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<asio::io_context>(1));
     worker_tunnels_ = std::make_unique<std::atomic<int>[]>(n);
@@ -407,6 +408,7 @@ void Edge::reload() {
     return;
   }
   shared_->swap(cfg, tls);
+  shared_->metrics.request_stats.configure(configured_hostnames(*cfg));
   log::info("reload.done", {{"file", cfg->source.string()},
                             {"certificates", cfg->certificates.size()},
                             {"origins", cfg->origins.size()}});

@@ -25,4 +25,15 @@ std::string service_status(const EdgeShared& shared) {
   return out;
 }
 
+std::vector<std::string> configured_hostnames(const config::EdgeConfig& cfg) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& o : cfg.origins) {
+    for (const auto& h : o.hostnames) {
+      if (seen.insert(h).second) out.push_back(h);
+    }
+  }
+  return out;
+}
+
 }  // namespace hearth::edge

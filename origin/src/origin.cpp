@@ -22,7 +22,9 @@
 
 #include "hearth/common/admin.hpp"
 #include "hearth/common/crypto.hpp"
+#include "hearth/common/dashboard.hpp"
 #include "hearth/common/log.hpp"
+#include "hearth/common/process_metrics.hpp"
 #include "hearth/common/route_match.hpp"
 #include "hearth/common/sd_notify.hpp"
 #include "hearth/common/version.hpp"
@@ -79,6 +81,7 @@ class Origin {
     service_tls_verify_->set_verify_mode(asio::ssl::verify_peer);
     for (const auto& r : cfg_->routes) routes_.add(r.host, r.path, &r);
     conns_.resize(cfg_->connections);
+    since_.resize(cfg_->connections);
   }
 
   int run();
@@ -118,6 +121,7 @@ class Origin {
 
   std::mutex mu_;  // guards conns_ (control plane only)
   std::vector<std::shared_ptr<tunnel::Connection>> conns_;
+  std::vector<std::chrono::system_clock::time_point> since_;  // when conns_[i] came up
   std::atomic<bool> stopping_{false};
   std::atomic<int> live_{0};
   std::atomic<std::uint64_t> streams_total_{0};
@@ -235,6 +239,7 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   {
     std::lock_guard lock(mu_);
     conns_[index] = conn;
+    since_[index] = std::chrono::system_clock::now();
   }
   live_.fetch_add(1);
   log::info("tunnel.up", {{"conn", conn_id}, {"edge", edge}, {"index", index}});
@@ -416,43 +421,80 @@ admin::Response Origin::admin_response(std::string_view path) {
   int live = live_.load();
   std::size_t streams = 0;
   std::uint64_t in = 0, out = 0;
-  std::string tunnels;
+  std::string tunnels, rtt_series, uptime_series;
   {
     std::lock_guard lock(mu_);
+    auto now = std::chrono::system_clock::now();
     for (std::size_t i = 0; i < conns_.size(); ++i) {
       const auto& c = conns_[i];
       if (!c) continue;
       streams += c->active_streams();
       in += c->bytes_in();
       out += c->bytes_out();
+      auto up = std::chrono::duration_cast<std::chrono::seconds>(now - since_[i]).count();
       if (!tunnels.empty()) tunnels += ',';
       tunnels += "{\"index\":" + std::to_string(i) +
                  ",\"usable\":" + (c->usable() ? "true" : "false") +
                  ",\"streams\":" + std::to_string(c->active_streams()) +
-                 ",\"rtt_us\":" + std::to_string(c->rtt_us()) + "}";
+                 ",\"rtt_us\":" + std::to_string(c->rtt_us()) +
+                 ",\"uptime_s\":" + std::to_string(up) +
+                 ",\"bytes_in\":" + std::to_string(c->bytes_in()) +
+                 ",\"bytes_out\":" + std::to_string(c->bytes_out()) + "}";
+      char rtt[32];
+      std::snprintf(rtt, sizeof rtt, "%.6f", static_cast<double>(c->rtt_us()) / 1e6);
+      rtt_series += "hearth_tunnel_rtt_seconds{index=\"" + std::to_string(i) + "\"} " + rtt + "\n";
+      uptime_series += "hearth_tunnel_uptime_seconds{index=\"" + std::to_string(i) + "\"} " +
+                       std::to_string(up) + "\n";
     }
   }
-  if (path == "/healthz") {
+  if (path == "/") {
+    r.content_type = "text/html; charset=utf-8";
+    r.body = std::string(dashboard_html());
+  } else if (path == "/healthz") {
     r.body = "ok\n";
   } else if (path == "/readyz") {
     r.status = live > 0 && !stopping_ ? 200 : 503;
     r.body = r.status == 200 ? "ready\n" : "no live tunnel\n";
   } else if (path == "/metrics") {
     r.content_type = "text/plain; version=0.0.4";
-    r.body = "# TYPE hearth_tunnel_connections gauge\nhearth_tunnel_connections " +
-             std::to_string(live) + "\n# TYPE hearth_streams_active gauge\nhearth_streams_active " +
-             std::to_string(streams) +
-             "\n# TYPE hearth_streams_total counter\nhearth_streams_total " +
-             std::to_string(streams_total_.load()) +
-             "\n# TYPE hearth_streams_failed_total counter\nhearth_streams_failed_total " +
-             std::to_string(streams_failed_.load()) +
-             "\n# TYPE hearth_bytes_total counter\nhearth_bytes_total{direction=\"in\"} " +
-             std::to_string(in) + "\nhearth_bytes_total{direction=\"out\"} " + std::to_string(out) +
-             "\n";
+    r.body =
+        "# HELP hearth_tunnel_connections Live tunnel connections to the edge.\n"
+        "# TYPE hearth_tunnel_connections gauge\nhearth_tunnel_connections " +
+        std::to_string(live) +
+        "\n# HELP hearth_streams_active Streams open over all tunnels.\n"
+        "# TYPE hearth_streams_active gauge\nhearth_streams_active " +
+        std::to_string(streams) +
+        "\n# HELP hearth_streams_total Streams the edge opened.\n"
+        "# TYPE hearth_streams_total counter\nhearth_streams_total " +
+        std::to_string(streams_total_.load()) +
+        "\n# HELP hearth_streams_failed_total Streams that found no route or no local service.\n"
+        "# TYPE hearth_streams_failed_total counter\nhearth_streams_failed_total " +
+        std::to_string(streams_failed_.load()) +
+        "\n# HELP hearth_bytes_total Bytes carried over the live tunnels, by direction.\n"
+        "# TYPE hearth_bytes_total counter\nhearth_bytes_total{direction=\"in\"} " +
+        std::to_string(in) + "\nhearth_bytes_total{direction=\"out\"} " + std::to_string(out) +
+        "\n# HELP hearth_tunnel_rtt_seconds Round-trip time of the last keepalive ping, per "
+        "tunnel connection.\n# TYPE hearth_tunnel_rtt_seconds gauge\n" +
+        rtt_series +
+        "# HELP hearth_tunnel_uptime_seconds Seconds since the tunnel connection came up.\n"
+        "# TYPE hearth_tunnel_uptime_seconds gauge\n" +
+        uptime_series;
+    append_process_metrics(r.body);
   } else if (path == "/status") {
     r.content_type = "application/json";
+    std::string routes;
+    for (const auto& rt : cfg_->routes) {
+      if (!routes.empty()) routes += ',';
+      routes += "{\"host\":" + json_string(rt.host) + ",\"path\":" + json_string(rt.path) +
+                ",\"service\":" + json_string(rt.service.to_string()) + "}";
+    }
     r.body = "{\"origin\":\"" + cfg_->name + "\",\"edge\":\"" + cfg_->edge.to_string() +
-             "\",\"live\":" + std::to_string(live) + ",\"tunnels\":[" + tunnels + "]}\n";
+             "\",\"live\":" + std::to_string(live) + ",\"connections\":" +
+             std::to_string(cfg_->connections) + ",\"draining\":" +
+             (stopping_ ? "true" : "false") + ",\"streams_total\":" +
+             std::to_string(streams_total_.load()) + ",\"streams_failed\":" +
+             std::to_string(streams_failed_.load()) + ",\"tunnels\":[" + tunnels +
+             "],\"routes\":[" + routes + "],\"recent_errors\":" + recent_events_json() + "}\n";
   } else {
     r.status = 404;
     r.body = "not found\n";
@@ -468,7 +510,8 @@ asio::awaitable<void> Origin::admin_loop(tcp::acceptor& acc) {
       continue;
     }
     admin::Handler handler = [this](std::string_view p) { return admin_response(p); };
-    asio::co_spawn(control_, admin::session(std::move(sock), std::move(handler)), log_exception);
+    asio::co_spawn(control_, admin::session(std::move(sock), std::move(handler), cfg_->admin_token),
+                   log_exception);
   }
 }
 

@@ -68,6 +68,12 @@ struct EdgeConfig {
   std::uint64_t max_body_size = 100ull * 1024 * 1024;     // 0: unlimited
   std::uint32_t max_header_size = 32 * 1024;
   std::uint32_t max_connections = 20000;  // concurrent client connections
+
+  // Running as a service (issue 13): the access log, and the admin token.
+  bool access_log = true;           // one "request" line per request
+  double access_log_sample = 1.0;   // fraction of request lines kept (5xx always)
+  std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
+  std::string admin_token;                 // its contents, whitespace trimmed
 };
 
 // [[routes]] in origin.toml.
@@ -100,6 +106,10 @@ struct OriginConfig {
   Duration keepalive_timeout = std::chrono::seconds(30);
   Duration reconnect_min = std::chrono::milliseconds(100);
   Duration reconnect_max = std::chrono::seconds(30);
+
+  // Running as a service (issue 13): the admin token.
+  std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
+  std::string admin_token;                 // its contents, whitespace trimmed
 };
 
 }  // namespace hearth::config
