@@ -82,6 +82,10 @@ std::optional<std::string> state_dir_problem(const std::filesystem::path& dir) {
     if (parent == parent.parent_path()) break;
     parent = parent.parent_path();
   }
+  if (!parent.empty() && !std::filesystem::is_directory(parent, ec)) {
+    return dir.string() + " does not exist and cannot be created (" + parent.string() +
+           " is not a directory)";
+  }
   if (parent.empty() || ::access(parent.c_str(), W_OK | X_OK) != 0) {
     return dir.string() + " does not exist and cannot be created (" +
            (parent.empty() ? std::string("no parent") : parent.string() + " is not writable") + ")";

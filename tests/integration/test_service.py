@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, TestRun, expect, expect_eq, free_port, wait_until  # noqa: E402
+from harness import Harness, Skip, TestRun, expect, expect_eq, free_port, wait_until  # noqa: E402
 
 
 class NotifySocket:
@@ -96,13 +96,20 @@ def environment(**env):
                 os.environ[k] = v
 
 
+def _headers(msg):
+    out = {}
+    for k, v in msg.items():  # repeated fields (WWW-Authenticate) joined
+        out[k] = out[k] + ", " + v if k in out else v
+    return out
+
+
 def http_get(url, timeout=5.0, headers=None):
     req = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read().decode(errors="replace"), dict(r.headers)
+            return r.status, r.read().decode(errors="replace"), _headers(r.headers)
     except urllib.error.HTTPError as e:
-        return e.code, e.read().decode(errors="replace"), dict(e.headers)
+        return e.code, e.read().decode(errors="replace"), _headers(e.headers)
 
 
 def main():
@@ -115,13 +122,19 @@ def main():
     run.on_cleanup(origin_sock.close)
     WATCHDOG_US = 300000  # pings every 75 ms
     STALL = (2500, 1500)  # worker 0 blocked 2.5 s after start, for 1.5 s
-    state = {}
     try:
         svc = h.start_service("home")
         h.write_edge_config(extra_edge="workers = 2")
-        conf = h.pair_origin([("app.test", None, svc.http_url)])
+        conf = h.pair_origin([("app.test", "/dead", "http://127.0.0.1:%d" % free_port()),
+                              ("app.test", None, svc.http_url)])
+        token = "t0k3n-" + os.urandom(12).hex()
+        token_file = h.path("origin-admin.token")
+        with open(token_file, "w") as f:
+            f.write(token + "\n")
+        os.chmod(token_file, 0o600)
         h.set_key(conf, "listen_admin", '"127.0.0.1:%d"' % free_port())
-        state["origin_admin"] = h.read_key(conf, "listen_admin")
+        h.set_key(conf, "admin_token_file", '"%s"' % token_file)
+        origin_admin = h.read_key(conf, "listen_admin")
         with environment(NOTIFY_SOCKET=edge_sock.path, WATCHDOG_USEC=WATCHDOG_US,
                          HEARTH_TEST_STALL_WORKER="%d:%d" % STALL):
             t_start = time.monotonic()
@@ -188,7 +201,149 @@ def main():
             expect(proc.alive(), "%s died on SIGHUP" % name)
         h.wait_ready(origin=origin)
 
-    # @@MORE@@
+    @run.case
+    def metrics_pass_promtool_on_both_programs():
+        if not shutil.which("promtool"):
+            raise Skip("promtool missing (Debian package prometheus)")
+        for _ in range(3):
+            h.request("GET", "/")
+        h.request("GET", "/", host="other.test")  # a Host no origin publishes: label "other"
+        for name, url, hdrs in (("edge", "http://%s/metrics" % admin, {}),
+                                ("origin", "http://%s/metrics" % origin_admin,
+                                 {"Authorization": "Bearer " + token})):
+            st, text, _ = http_get(url, headers=hdrs)
+            expect_eq(st, 200, "%s /metrics status" % name)
+            r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                               text=True, timeout=30)
+            expect(r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(),
+                   "promtool check metrics on the %s: exit %d\n%s%s" % (name, r.returncode, r.stdout, r.stderr))
+            for family in ("process_resident_memory_bytes", "process_open_fds",
+                           "process_cpu_seconds_total", "process_start_time_seconds",
+                           "hearth_tunnel_rtt_seconds", "hearth_tunnel_uptime_seconds"):
+                expect(re.search(r"(?m)^%s(\{[^}]*\})? " % family, text),
+                       "%s /metrics lacks %s" % (name, family))
+            if name == "edge":
+                expect(re.search(r'(?m)^hearth_http_request_duration_seconds_bucket\{host="app.test",'
+                                 r'code_class="2xx",le="\+Inf"\} [1-9]', text),
+                       "no 2xx duration histogram for app.test:\n" + text[:3000])
+                expect(re.search(r'(?m)^hearth_http_request_duration_seconds_count\{host="other",'
+                                 r'code_class="4xx"\} [1-9]', text),
+                       "an unknown Host is not counted under host=\"other\"")
+                expect(re.search(r'(?m)^hearth_host_bytes_total\{host="app.test",direction="out"\} [1-9]', text),
+                       "no bytes for app.test")
+                expect(re.search(r'(?m)^hearth_tunnel_rtt_seconds\{origin="nas",tunnel="t\d+"\} ', text),
+                       "no per-tunnel RTT series")
+                hosts = set(re.findall(r'host="([^"]*)"', text))
+                expect(hosts <= {"app.test", "*.app.test", "other"},
+                       "host labels outside the configured set: %s" % sorted(hosts))
+            print("   %s: %d families, promtool clean" % (name, len(re.findall(r"(?m)^# TYPE ", text))))
+
+    @run.case
+    def status_prints_tables_and_json():
+        r = subprocess.run([run.bin("hearth-edge"), "status", "--admin", admin], capture_output=True,
+                           text=True, timeout=20)
+        expect_eq(r.returncode, 0, "edge status exit code (stderr %r)" % r.stderr)
+        out = r.stdout
+        for word in ("TUNNELS", "ORIGIN", "PEER", "RTT", "UPTIME", "STREAMS", "ROUTES",
+                     "CERTIFICATES", "app.test", "nas", "127.0.0.1:"):
+            expect(word in out, "edge status lacks %r:\n%s" % (word, out))
+        print("   " + out.splitlines()[0])
+        r = subprocess.run([run.bin("hearth-edge"), "status", "--admin", admin, "--json"],
+                           capture_output=True, text=True, timeout=20)
+        expect_eq(r.returncode, 0, "edge status --json exit code")
+        d = json.loads(r.stdout)
+        expect(len(d["tunnels"]) == 2 and d["tunnels"][0]["origin"] == "nas", "status --json: %r" % d)
+        # The origin: listen_admin and its token come from --config.
+        r = subprocess.run([run.bin("hearth-origin"), "status", "--config", conf], capture_output=True,
+                           text=True, timeout=20)
+        expect_eq(r.returncode, 0, "origin status exit code (stderr %r)" % r.stderr)
+        for word in ("TUNNELS", "INDEX", "RTT", "UPTIME", "ROUTES", "SERVICE", "/dead", "app.test"):
+            expect(word in r.stdout, "origin status lacks %r:\n%s" % (word, r.stdout))
+        r = subprocess.run([run.bin("hearth-origin"), "status", "--admin", origin_admin, "--json",
+                            "--token-file", token_file], capture_output=True, text=True, timeout=20)
+        expect_eq(r.returncode, 0, "origin status --json --token-file exit code")
+        expect_eq(json.loads(r.stdout)["origin"], "nas", "origin status --json origin")
+
+    @run.case
+    def status_of_an_unreachable_admin_is_one_clear_line():
+        dead = "127.0.0.1:%d" % free_port()
+        for binary in ("hearth-edge", "hearth-origin"):
+            r = subprocess.run([run.bin(binary), "status", "--admin", dead], capture_output=True,
+                               text=True, timeout=20)
+            expect_eq(r.returncode, 2, "%s status exit code" % binary)
+            lines = r.stderr.strip().splitlines()
+            expect(len(lines) == 1, "%s: expected one line, got %r" % (binary, r.stderr))
+            expect("cannot reach the admin listener at " + dead in lines[0] and "refused" in lines[0],
+                   "%s: unclear message %r" % (binary, lines[0]))
+            expect(not re.search(r"\.(hpp|ipp|cpp)|boost|\[system:", lines[0]),
+                   "%s: source location in %r" % (binary, lines[0]))
+        r = subprocess.run([run.bin("hearth-origin"), "status", "--admin", origin_admin],
+                           capture_output=True, text=True, timeout=20)
+        expect(r.returncode == 2 and "requires a token" in r.stderr,
+               "status without the token: exit %d, %r" % (r.returncode, r.stderr))
+        print("   " + lines[0])
+
+    @run.case
+    def admin_token_guards_every_path():
+        base = "http://%s" % origin_admin
+        basic = "Basic " + __import__("base64").b64encode(b"admin:" + token.encode()).decode()
+        for path in ("/", "/status", "/metrics", "/healthz", "/readyz", "/nope"):
+            st, _, hdrs = http_get(base + path)
+            expect_eq(st, 401, "GET %s without a token" % path)
+            expect("Basic" in str(hdrs) and "Bearer" in str(hdrs), "401 without WWW-Authenticate: %r" % hdrs)
+            st, _, _ = http_get(base + path, headers={"Authorization": "Bearer wrong-" + token})
+            expect_eq(st, 401, "GET %s with a wrong token" % path)
+        st, body, _ = http_get(base + "/status", headers={"Authorization": "Bearer " + token})
+        expect_eq(st, 200, "GET /status with the token")
+        st, body, _ = http_get(base + "/", headers={"Authorization": basic})
+        expect(st == 200 and "<title>hearth</title>" in body, "GET / with Basic auth: %d" % st)
+
+    @run.case
+    def dashboard_page_is_self_contained():
+        st, body, hdrs = http_get("http://%s/" % admin)
+        expect_eq(st, 200, "GET / status")
+        expect("text/html" in hdrs.get("Content-Type", ""), "GET / content type %r" % hdrs)
+        expect("<title>hearth</title>" in body and "fetch(\"status\"" in body, "not the dashboard page")
+        expect(not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', body),
+               "the dashboard refers to an external resource")
+
+    @run.case
+    def failure_lines_name_a_cause_not_success():
+        mark = edge.mark()
+        st, _, _ = h.request("GET", "/dead")
+        expect_eq(st, 502, "GET /dead (service down)")
+        ev = edge.wait_event("proxy.failed", since=mark, timeout=5)
+        expect(ev.get("cause") == "service_refused", "proxy.failed cause %r: %r" % (ev.get("cause"), ev))
+        expect("Success" not in json.dumps(ev), "proxy.failed still says Success: %r" % ev)
+        print("   %s" % json.dumps({k: v for k, v in ev.items() if k not in ("ts",)}))
+
+    @run.case
+    def access_log_switches_off_and_samples():
+        def requests_logged(n):
+            mark = edge.mark()
+            for _ in range(n):
+                h.request("GET", "/headers")
+            time.sleep(0.2)
+            return len(edge.find_all("request", since=mark))
+        expect_eq(requests_logged(3), 3, "request lines with access_log = true")
+        h.set_key(h.edge_conf, "access_log", "false")
+        mark = edge.mark()
+        edge.signal(signal.SIGHUP)
+        edge.wait_event("reload.done", since=mark, timeout=5)
+        expect_eq(requests_logged(5), 0, "request lines with access_log = false")
+        st, _, _ = h.request("GET", "/dead")  # failures still show as proxy.failed
+        h.set_key(h.edge_conf, "access_log", "true\naccess_log_sample = 0.25")
+        mark = edge.mark()
+        edge.signal(signal.SIGHUP)
+        edge.wait_event("reload.done", since=mark, timeout=5)
+        n = requests_logged(60)
+        print("   access_log_sample = 0.25: %d of 60 request lines" % n)
+        expect(2 <= n <= 35, "access_log_sample = 0.25 kept %d of 60 lines" % n)
+        mark = edge.mark()
+        h.request("GET", "/dead")
+        time.sleep(0.2)
+        expect(edge.find("request", since=mark, status=502), "a 502 was sampled away")
+
 
     @run.case
     def stop_sends_stopping_and_logs_no_goodbye_warnings():
