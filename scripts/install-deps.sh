@@ -23,6 +23,8 @@ BUILD_DEPS=(
 # namespaces, wrk measures, procps gives ps and free (process and memory figures).
 TEST_DEPS=(
   curl openssl python3 python3-websockets nftables iproute2 wrk procps
+  # issue 13: promtool (metrics lint), headless Chromium (dashboard), lintian (the .deb)
+  prometheus chromium lintian
 )
 
 check_only=0
