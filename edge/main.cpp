@@ -8,6 +8,7 @@
 #include <fstream>
 #include <iostream>
 
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/status_cli.hpp"
 #include "hearth/common/version.hpp"
@@ -127,7 +128,7 @@ int main(int argc, char** argv) {
       std::cerr << e.what() << "\n";
       return 1;
     } catch (const std::exception& e) {
-      std::cerr << e.what() << "\n";
+      std::cerr << hearth::error_text(e) << "\n";
       return 2;
     }
   }

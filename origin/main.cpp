@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "hearth/common/crypto.hpp"
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/status_cli.hpp"
 #include "hearth/common/version.hpp"
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
     try {
       hearth::config::write_origin_config(*decoded, out, force);
     } catch (const std::exception& e) {
-      std::cerr << "join: " << e.what() << "\n";
+      std::cerr << "join: " << hearth::error_text(e) << "\n";
       return 2;
     }
     std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out)

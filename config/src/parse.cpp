@@ -16,8 +16,8 @@
 #include <utility>
 
 #include "detail.hpp"
-#include "service_checks.hpp"
 #include "hearth/common/crypto.hpp"
+#include "service_checks.hpp"
 
 namespace hearth::config {
 namespace {

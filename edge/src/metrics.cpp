@@ -4,7 +4,6 @@
 #include <cstdio>
 
 #include "hearth/common/process_metrics.hpp"
-
 #include "hearth/edge/registry.hpp"
 
 namespace hearth::edge {
@@ -63,15 +62,20 @@ std::string Metrics::prometheus(const Registry& registry) const {
   out += "# HELP hearth_websockets_active Upgraded (WebSocket) connections open now.\n";
   out += "# TYPE hearth_websockets_active gauge\n";
   out += "hearth_websockets_active " + std::to_string(websockets_active.load()) + "\n";
-  out += "# HELP hearth_tunnels_refused_total Tunnel handshakes refused (key, name, hostnames, TLS).\n";
+  out +=
+      "# HELP hearth_tunnels_refused_total Tunnel handshakes refused (key, name, hostnames, "
+      "TLS).\n";
   out += "# TYPE hearth_tunnels_refused_total counter\n";
   out += "hearth_tunnels_refused_total " + std::to_string(tunnels_refused.load()) + "\n";
-  out += "# HELP hearth_connections_rejected_total Client connections closed at accept: over max_connections.\n";
+  out +=
+      "# HELP hearth_connections_rejected_total Client connections closed at accept: over "
+      "max_connections.\n";
   out += "# TYPE hearth_connections_rejected_total counter\n";
   out += "hearth_connections_rejected_total " + std::to_string(connections_rejected.load()) + "\n";
   // Issue 13: per-tunnel RTT and uptime, per-host requests, process metrics.
   auto now = std::chrono::system_clock::now();
-  out += "# HELP hearth_tunnel_rtt_seconds Round-trip time of the last keepalive ping, per tunnel.\n";
+  out +=
+      "# HELP hearth_tunnel_rtt_seconds Round-trip time of the last keepalive ping, per tunnel.\n";
   out += "# TYPE hearth_tunnel_rtt_seconds gauge\n";
   for (const auto& t : snap->tunnels) {
     char v[32];

@@ -15,12 +15,12 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "access.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/tls_socket.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/errors.hpp"
 #include "hearth/tunnel/mux.hpp"
-#include "access.hpp"
 #include "shared.hpp"
 
 namespace hearth::edge {

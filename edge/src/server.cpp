@@ -14,6 +14,7 @@
 #include <boost/beast/ssl.hpp>
 #include <thread>
 
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/sd_notify.hpp"
 #include "hearth/common/workers.hpp"
@@ -92,12 +93,13 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
     try {
       ctx->use_certificate_chain_file(c.cert.string());
     } catch (const std::exception& e) {
-      throw std::runtime_error(c.cert.string() + ": cannot load certificate chain: " + e.what());
+      throw std::runtime_error(c.cert.string() +
+                               ": cannot load certificate chain: " + error_text(e));
     }
     try {
       ctx->use_private_key_file(c.key.string(), asio::ssl::context::pem);
     } catch (const std::exception& e) {
-      throw std::runtime_error(c.key.string() + ": cannot load private key: " + e.what());
+      throw std::runtime_error(c.key.string() + ": cannot load private key: " + error_text(e));
     }
     SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_http11, nullptr);
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
@@ -183,7 +185,8 @@ std::map<std::string, std::vector<std::string>> Edge::authorized_origins(
   try {
     last_authorized_ = config::load_authorized_origins(state_dir);
   } catch (const std::exception& e) {
-    log::error("state.read_failed", {{"error", e.what()}, {"kept", "last good authorized keys"}});
+    log::error("state.read_failed",
+               {{"error", error_text(e)}, {"kept", "last good authorized keys"}});
   }
   return last_authorized_;
 }
@@ -202,7 +205,8 @@ bool Edge::listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_vi
     log::info("listening", {{"kind", kind}, {"addr", addr}});
     return true;
   } catch (const std::exception& e) {
-    log::error("listen.failed", {{"kind", kind}, {"addr", ep.to_string()}, {"error", e.what()}});
+    log::error("listen.failed",
+               {{"kind", kind}, {"addr", ep.to_string()}, {"error", error_text(e)}});
     return false;
   }
 }
@@ -523,7 +527,7 @@ int run(std::shared_ptr<const config::EdgeConfig> config) {
   try {
     edge = std::make_unique<Edge>(std::move(config));
   } catch (const std::exception& e) {
-    log::error("edge.start_failed", {{"error", e.what()}});
+    log::error("edge.start_failed", {{"error", error_text(e)}});
     return 2;
   }
   return edge->run();

@@ -23,6 +23,7 @@
 #include "hearth/common/admin.hpp"
 #include "hearth/common/crypto.hpp"
 #include "hearth/common/dashboard.hpp"
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/process_metrics.hpp"
 #include "hearth/common/route_match.hpp"
@@ -253,7 +254,8 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   // Our own shutdown closing the tunnel is no warning (issue 13: a clean stop logs none).
   const auto level = stopping_ ? log::Level::info : log::Level::warn;
   if (log::enabled(level)) {
-    log::write(level, "tunnel.down", {{"conn", conn_id}, {"edge", edge}, {"reason", waiter->reason}});
+    log::write(level, "tunnel.down",
+               {{"conn", conn_id}, {"edge", edge}, {"reason", waiter->reason}});
   }
   co_return true;
 }
@@ -433,13 +435,12 @@ admin::Response Origin::admin_response(std::string_view path) {
       out += c->bytes_out();
       auto up = std::chrono::duration_cast<std::chrono::seconds>(now - since_[i]).count();
       if (!tunnels.empty()) tunnels += ',';
-      tunnels += "{\"index\":" + std::to_string(i) +
-                 ",\"usable\":" + (c->usable() ? "true" : "false") +
-                 ",\"streams\":" + std::to_string(c->active_streams()) +
-                 ",\"rtt_us\":" + std::to_string(c->rtt_us()) +
-                 ",\"uptime_s\":" + std::to_string(up) +
-                 ",\"bytes_in\":" + std::to_string(c->bytes_in()) +
-                 ",\"bytes_out\":" + std::to_string(c->bytes_out()) + "}";
+      tunnels +=
+          "{\"index\":" + std::to_string(i) + ",\"usable\":" + (c->usable() ? "true" : "false") +
+          ",\"streams\":" + std::to_string(c->active_streams()) +
+          ",\"rtt_us\":" + std::to_string(c->rtt_us()) + ",\"uptime_s\":" + std::to_string(up) +
+          ",\"bytes_in\":" + std::to_string(c->bytes_in()) +
+          ",\"bytes_out\":" + std::to_string(c->bytes_out()) + "}";
       char rtt[32];
       std::snprintf(rtt, sizeof rtt, "%.6f", static_cast<double>(c->rtt_us()) / 1e6);
       rtt_series += "hearth_tunnel_rtt_seconds{index=\"" + std::to_string(i) + "\"} " + rtt + "\n";
@@ -489,12 +490,13 @@ admin::Response Origin::admin_response(std::string_view path) {
                 ",\"service\":" + json_string(rt.service.to_string()) + "}";
     }
     r.body = "{\"origin\":\"" + cfg_->name + "\",\"edge\":\"" + cfg_->edge.to_string() +
-             "\",\"live\":" + std::to_string(live) + ",\"connections\":" +
-             std::to_string(cfg_->connections) + ",\"draining\":" +
-             (stopping_ ? "true" : "false") + ",\"streams_total\":" +
-             std::to_string(streams_total_.load()) + ",\"streams_failed\":" +
-             std::to_string(streams_failed_.load()) + ",\"tunnels\":[" + tunnels +
-             "],\"routes\":[" + routes + "],\"recent_errors\":" + recent_events_json() + "}\n";
+             "\",\"live\":" + std::to_string(live) +
+             ",\"connections\":" + std::to_string(cfg_->connections) +
+             ",\"draining\":" + (stopping_ ? "true" : "false") +
+             ",\"streams_total\":" + std::to_string(streams_total_.load()) +
+             ",\"streams_failed\":" + std::to_string(streams_failed_.load()) + ",\"tunnels\":[" +
+             tunnels + "],\"routes\":[" + routes + "],\"recent_errors\":" + recent_events_json() +
+             "}\n";
   } else {
     r.status = 404;
     r.body = "not found\n";
@@ -617,7 +619,7 @@ int Origin::run() {
     } catch (const std::exception& e) {
       log::error(
           "listen.failed",
-          {{"kind", "admin"}, {"addr", cfg_->listen_admin->to_string()}, {"error", e.what()}});
+          {{"kind", "admin"}, {"addr", cfg_->listen_admin->to_string()}, {"error", error_text(e)}});
       return 2;
     }
   }
@@ -654,7 +656,7 @@ int run(std::shared_ptr<const config::OriginConfig> config) {
   try {
     origin = std::make_unique<Origin>(std::move(config));
   } catch (const std::exception& e) {
-    log::error("origin.start_failed", {{"error", e.what()}});
+    log::error("origin.start_failed", {{"error", error_text(e)}});
     return 2;
   }
   return origin->run();

@@ -21,7 +21,7 @@ struct Metrics {
   std::atomic<std::int64_t> websockets_active{0};
   std::atomic<std::uint64_t> tunnels_refused{0};
   std::atomic<std::uint64_t> connections_rejected{0};  // over max_connections
-  RequestStats request_stats;  // per-host durations and bytes (issue 13)
+  RequestStats request_stats;                          // per-host durations and bytes (issue 13)
 
   void count_request(unsigned code) {
     if (code < requests_by_code.size())
