@@ -10,7 +10,9 @@
 #include <map>
 #include <set>
 
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
+#include "hearth/common/status_cli.hpp"
 #include "hearth/common/version.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
@@ -24,32 +26,14 @@ std::optional<hearth::config::EdgeConfig> load(const std::string& path) {
   return std::move(result.config);
 }
 
-int status(const std::string& admin) {
-  namespace beast = boost::beast;
-  namespace http = beast::http;
-  auto ep = hearth::config::parse_endpoint(admin);
-  if (!ep) {
-    std::cerr << "--admin: expected HOST:PORT, got '" << admin << "'\n";
-    return 1;
+// Reads the token file for `status --token-file`; "" and a message when it cannot.
+bool read_token(const std::string& file, std::string& token) {
+  std::ifstream in(file);
+  if (!in || !(in >> token)) {
+    std::cerr << "hearth-edge status: cannot read the token from " << file << "\n";
+    return false;
   }
-  try {
-    boost::asio::io_context io;
-    boost::asio::ip::tcp::resolver resolver(io);
-    beast::tcp_stream stream(io);
-    stream.expires_after(std::chrono::seconds(5));
-    stream.connect(resolver.resolve(ep->host, std::to_string(ep->port)));
-    http::request<http::empty_body> req{http::verb::get, "/status", 11};
-    req.set(http::field::host, ep->host);
-    http::write(stream, req);
-    beast::flat_buffer buf;
-    http::response<http::string_body> res;
-    http::read(stream, buf, res);
-    std::cout << res.body();
-    return res.result() == http::status::ok ? 0 : 2;
-  } catch (const std::exception& e) {
-    std::cerr << "cannot reach the admin listener at " << admin << ": " << e.what() << "\n";
-    return 2;
-  }
+  return true;
 }
 
 // pin -> "invited <date>" from the comment `invite` writes above each pin.
@@ -136,8 +120,14 @@ int main(int argc, char** argv) {
   invite_cmd->add_option("--edge-address", edge_address,
                          "HOST:PORT origins dial (default: listen_tunnel)");
   auto* status_cmd = app.add_subcommand("status", "print tunnels, routes and traffic");
-  std::string admin = "127.0.0.1:9901";
-  status_cmd->add_option("--admin", admin, "admin listener HOST:PORT");
+  std::string admin, token_file;
+  bool status_json = false;
+  status_cmd->add_option("--admin", admin,
+                         "admin listener HOST:PORT (default: listen_admin of --config, else "
+                         "127.0.0.1:9901)");
+  status_cmd->add_option("--config,-c", config_path, "edge.toml: its listen_admin and token");
+  status_cmd->add_option("--token-file", token_file, "admin token (default: admin_token_file)");
+  status_cmd->add_flag("--json", status_json, "print the raw /status JSON");
   // Pairing over time (issue 13).
   auto* origins_cmd =
       app.add_subcommand("origins", "list authorized origins, their key pins and last contact");
@@ -165,7 +155,20 @@ int main(int argc, char** argv) {
   hearth::log::parse_level(log_level, lvl);
   hearth::log::configure(fmt, lvl);
 
-  if (*status_cmd) return status(admin);
+  if (*status_cmd) {
+    hearth::StatusOptions opts;
+    opts.program = "hearth-edge";
+    opts.json = status_json;
+    if (!config_path.empty()) {
+      auto cfg = load(config_path);
+      if (!cfg) return 1;
+      if (admin.empty() && cfg->listen_admin) admin = cfg->listen_admin->to_string();
+      opts.token = cfg->admin_token;
+    }
+    if (!token_file.empty() && !read_token(token_file, opts.token)) return 1;
+    opts.admin = admin.empty() ? "127.0.0.1:9901" : admin;
+    return hearth::status_command(opts);
+  }
   if (config_path.empty()) {
     std::cerr << "--config FILE is required\n";
     return 1;
@@ -213,7 +216,7 @@ int main(int argc, char** argv) {
       std::cerr << e.what() << "\n";
       return 1;
     } catch (const std::exception& e) {
-      std::cerr << e.what() << "\n";
+      std::cerr << hearth::error_text(e) << "\n";
       return 2;
     }
   }

@@ -1,10 +1,13 @@
 // hearth-origin: command line only; the work is in hearth_origin.
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <iostream>
 
 #include "hearth/common/crypto.hpp"
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/route_match.hpp"
+#include "hearth/common/status_cli.hpp"
 #include "hearth/common/version.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
@@ -36,7 +39,15 @@ int main(int argc, char** argv) {
   join_cmd->add_option("--route", join_routes,
                        "HOST[/PATH]=URL, repeatable (default: each allowed hostname to "
                        "http://127.0.0.1:3000, to edit)");
-  for (auto* sub : {run_cmd, check_cmd, join_cmd}) {
+  auto* status_cmd = app.add_subcommand("status", "print tunnels and routes");
+  std::string admin, token_file;
+  bool status_json = false;
+  status_cmd->add_option("--admin", admin,
+                         "admin listener HOST:PORT (default: listen_admin of --config)");
+  status_cmd->add_option("--config,-c", config_path, "origin.toml: its listen_admin and token");
+  status_cmd->add_option("--token-file", token_file, "admin token (default: admin_token_file)");
+  status_cmd->add_flag("--json", status_json, "print the raw /status JSON");
+  for (auto* sub : {run_cmd, check_cmd, join_cmd, status_cmd}) {
     sub->add_option("--log-format", log_format)->check(CLI::IsMember({"text", "json"}));
     sub->add_option("--log-level", log_level)
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
@@ -82,7 +93,7 @@ int main(int argc, char** argv) {
     try {
       hearth::config::write_origin_config(*decoded, out, force, routes);
     } catch (const std::exception& e) {
-      std::cerr << "join: " << e.what() << "\n";
+      std::cerr << "join: " << hearth::error_text(e) << "\n";
       return 2;
     }
     std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out)
@@ -91,6 +102,34 @@ int main(int argc, char** argv) {
               << " hearth-origin check --config " << out << " && hearth-origin run --config " << out
               << "\n";
     return 0;
+  }
+  if (*status_cmd) {
+    hearth::StatusOptions opts;
+    opts.program = "hearth-origin";
+    opts.json = status_json;
+    if (!config_path.empty()) {
+      auto loaded = hearth::config::load_origin_config(config_path);
+      for (const auto& p : loaded.problems) std::cerr << p.to_string() << "\n";
+      if (!loaded.config) return 1;
+      if (admin.empty() && loaded.config->listen_admin) {
+        admin = loaded.config->listen_admin->to_string();
+      }
+      opts.token = loaded.config->admin_token;
+    }
+    if (!token_file.empty()) {
+      std::ifstream in(token_file);
+      if (!in || !(in >> opts.token)) {
+        std::cerr << "hearth-origin status: cannot read the token from " << token_file << "\n";
+        return 1;
+      }
+    }
+    if (admin.empty()) {
+      std::cerr << "hearth-origin status: pass --admin HOST:PORT or --config FILE (with "
+                   "listen_admin)\n";
+      return 1;
+    }
+    opts.admin = admin;
+    return hearth::status_command(opts);
   }
   if (config_path.empty()) {
     std::cerr << "--config FILE is required\n";

@@ -25,6 +25,8 @@ BUILD_DEPS=(
 TEST_DEPS=(
   curl openssl python3 python3-websockets nftables iproute2 wrk procps
   nghttp2-client python3-h2
+  # issue 13: promtool (metrics lint), headless Chromium (dashboard), lintian (the .deb)
+  prometheus chromium lintian
 )
 
 check_only=0

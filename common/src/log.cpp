@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <mutex>
 
 namespace hearth::log {
 namespace {
@@ -154,6 +155,16 @@ void write(Level level, std::string_view event, std::initializer_list<Field> fie
     }
     line += '\n';
   }
+  if (level >= Level::warn) {
+    std::string text;
+    for (const Field& f : fields) {
+      if (!text.empty()) text += ' ';
+      text += f.key;
+      text += '=';
+      text += f.value;
+    }
+    remember(level, event, std::move(text));
+  }
   // One write(2): lines from different threads never interleave.
   const char* p = line.data();
   std::size_t left = line.size();
@@ -163,6 +174,39 @@ void write(Level level, std::string_view event, std::initializer_list<Field> fie
     p += n;
     left -= static_cast<std::size_t>(n);
   }
+}
+
+namespace {
+constexpr std::size_t kRecent = 32;
+std::mutex g_recent_mu;
+std::vector<RecentEvent> g_recent;  // ring of kRecent
+std::size_t g_recent_next = 0;
+}  // namespace
+
+void remember(Level level, std::string_view event, std::string text) {
+  std::unique_lock lock(g_recent_mu, std::try_to_lock);
+  if (!lock.owns_lock()) return;  // never wait on the data path
+  RecentEvent e;
+  append_timestamp(e.ts);
+  e.level = level_name(level);
+  e.event = event;
+  e.text = std::move(text);
+  if (e.text.size() > 300) e.text.resize(300);
+  if (g_recent.size() < kRecent) {
+    g_recent.push_back(std::move(e));
+  } else {
+    g_recent[g_recent_next] = std::move(e);
+  }
+  g_recent_next = (g_recent_next + 1) % kRecent;
+}
+
+std::vector<RecentEvent> recent_events() {
+  std::lock_guard lock(g_recent_mu);
+  if (g_recent.size() < kRecent) return g_recent;
+  std::vector<RecentEvent> out;
+  out.reserve(kRecent);
+  for (std::size_t i = 0; i < kRecent; ++i) out.push_back(g_recent[(g_recent_next + i) % kRecent]);
+  return out;
 }
 
 }  // namespace hearth::log

@@ -17,6 +17,7 @@
 
 #include "detail.hpp"
 #include "hearth/common/crypto.hpp"
+#include "service_checks.hpp"
 
 namespace hearth::config {
 namespace {
@@ -470,6 +471,28 @@ std::optional<toml::table> parse_toml(std::string_view text, const std::filesyst
   return std::nullopt;
 }
 
+// Issue 13 (run it like a service): admin_token_file, required when
+// listen_admin is not a loopback address.
+void read_admin_token(TableReader& t, const std::optional<Endpoint>& listen_admin,
+                      std::filesystem::path& file_out, std::string& token_out) {
+  if (auto file = t.readable_file("admin_token_file", false)) {
+    const toml::node& node = *t.find("admin_token_file");
+    if (auto why = detail::read_admin_token(*file, token_out)) {
+      t.bad_value("admin_token_file", node, std::move(*why));
+    } else if (auto mode = detail::secret_file_mode_problem(*file)) {
+      t.bad_value("admin_token_file", node, std::move(*mode));
+    } else {
+      file_out = *file;
+    }
+  } else if (listen_admin && !detail::is_loopback(*listen_admin) &&
+             t.find("admin_token_file") == nullptr) {
+    t.bad_value("listen_admin", *t.find("listen_admin"),
+                listen_admin->to_string() +
+                    " is not a loopback address: set admin_token_file (a bearer token the admin "
+                    "listener then requires on every path), or listen on 127.0.0.1");
+  }
+}
+
 void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
   TableReader top(ctx, &root, "");
 
@@ -502,6 +525,9 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
     cfg.listen_admin = listener("listen_admin", false);
     if (auto dir = edge.path_value("state_dir", true)) {
       cfg.state_dir = *dir;
+      if (auto why = detail::state_dir_problem(*dir)) {  // issue 13: what run would trip on
+        edge.bad_value("state_dir", *edge.find("state_dir"), std::move(*why));
+      }
     }
     edge.integer("workers", cfg.workers, 0, max_workers);
     edge.duration("handshake_timeout", cfg.handshake_timeout);
@@ -551,6 +577,22 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
     }
     check_order(edge, "keepalive_interval", cfg.keepalive_interval, "keepalive_timeout",
                 cfg.keepalive_timeout, /*strict=*/true, ctx, edge_table);
+    // Issue 13 (run it like a service): access log switch and sampling, admin token.
+    if (auto on = edge.boolean("access_log")) cfg.access_log = *on;
+    if (const toml::node* node = edge.find("access_log_sample")) {
+      std::optional<double> v;
+      if (node->is_floating_point()) v = node->as_floating_point()->get();
+      if (node->is_integer()) v = static_cast<double>(node->as_integer()->get());
+      if (!v) {
+        edge.wrong_type("access_log_sample", *node, "a number between 0 and 1");
+      } else if (!(*v > 0.0 && *v <= 1.0)) {
+        edge.bad_value("access_log_sample", *node,
+                       "must be greater than 0 and at most 1 (0.1 keeps one request in ten)");
+      } else {
+        cfg.access_log_sample = *v;
+      }
+    }
+    read_admin_token(edge, cfg.listen_admin, cfg.admin_token_file, cfg.admin_token);
     edge.reject_unknown_keys();
   }
 
@@ -573,6 +615,12 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
         auto cert = r.readable_file("cert", true);
         auto key = r.readable_file("key", true);
         if (cert && key) {
+          // Issue 13: check what loading them for HTTPS would trip on.
+          if (auto mode = detail::secret_file_mode_problem(*key)) {
+            r.bad_value("key", *r.find("key"), std::move(*mode));
+          } else if (auto why = detail::certificate_key_problem(*cert, *key)) {
+            r.bad_value("key", *r.find("key"), std::move(*why));
+          }
           cfg.certificates.push_back(CertificateConfig{*cert, *key});
         }
       });
@@ -672,6 +720,8 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
         } else if (!crypto::pin_of_private_key_pem(*read.text)) {
           origin.bad_value("key_file", *key_file_node,
                            "not a PEM private key (or an encrypted one): " + file->string());
+        } else if (auto mode = detail::secret_file_mode_problem(*file)) {
+          origin.bad_value("key_file", *key_file_node, std::move(*mode));  // issue 13
         } else {
           cfg.key_file = *file;
           cfg.key_pem = std::move(*read.text);
@@ -701,6 +751,7 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
                 cfg.keepalive_timeout, /*strict=*/true, ctx, origin_table);
     check_order(origin, "reconnect_min", cfg.reconnect_min, "reconnect_max", cfg.reconnect_max,
                 /*strict=*/false, ctx, origin_table);
+    read_admin_token(origin, cfg.listen_admin, cfg.admin_token_file, cfg.admin_token);  // issue 13
     origin.reject_unknown_keys();
   }
 

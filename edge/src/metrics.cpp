@@ -1,7 +1,9 @@
 #include "hearth/edge/metrics.hpp"
 
 #include <chrono>
+#include <cstdio>
 
+#include "hearth/common/process_metrics.hpp"
 #include "hearth/edge/registry.hpp"
 
 namespace hearth::edge {
@@ -58,10 +60,13 @@ std::string Metrics::prometheus(const Registry& registry) const {
   out += "# TYPE hearth_bytes_total counter\n";
   out += "hearth_bytes_total{direction=\"in\"} " + std::to_string(bytes_from_clients.load()) + "\n";
   out += "hearth_bytes_total{direction=\"out\"} " + std::to_string(bytes_to_clients.load()) + "\n";
+  out += "# HELP hearth_client_connections Open client connections (HTTPS).\n";
   out += "# TYPE hearth_client_connections gauge\n";
   out += "hearth_client_connections " + std::to_string(client_connections.load()) + "\n";
+  out += "# HELP hearth_requests_in_flight Requests being answered now.\n";
   out += "# TYPE hearth_requests_in_flight gauge\n";
   out += "hearth_requests_in_flight " + std::to_string(requests_in_flight.load()) + "\n";
+  out += "# HELP hearth_websockets_active Upgraded (WebSocket) connections open now.\n";
   out += "# TYPE hearth_websockets_active gauge\n";
   out += "hearth_websockets_active " + std::to_string(websockets_active.load()) + "\n";
   out += "# HELP hearth_tunnel_streams_opened_total Tunnel streams opened for client requests.\n";
@@ -70,11 +75,37 @@ std::string Metrics::prometheus(const Registry& registry) const {
       "hearth_tunnel_streams_opened_total " + std::to_string(tunnel_streams_opened.load()) + "\n";
   out += "# TYPE hearth_h2_connections gauge\n";
   out += "hearth_h2_connections " + std::to_string(h2_connections.load()) + "\n";
+  out +=
+      "# HELP hearth_tunnels_refused_total Tunnel handshakes refused (key, name, hostnames, "
+      "TLS).\n";
   out += "# TYPE hearth_tunnels_refused_total counter\n";
   out += "hearth_tunnels_refused_total " + std::to_string(tunnels_refused.load()) + "\n";
+  out +=
+      "# HELP hearth_connections_rejected_total Client connections closed at accept: over "
+      "max_connections.\n";
   out += "# TYPE hearth_connections_rejected_total counter\n";
   out += "hearth_connections_rejected_total " + std::to_string(connections_rejected.load()) + "\n";
   out += registry.prometheus();  // publish and health families (issue 13)
+  // Issue 13: per-tunnel RTT and uptime, per-host requests, process metrics.
+  auto now = std::chrono::system_clock::now();
+  out +=
+      "# HELP hearth_tunnel_rtt_seconds Round-trip time of the last keepalive ping, per tunnel.\n";
+  out += "# TYPE hearth_tunnel_rtt_seconds gauge\n";
+  for (const auto& t : snap->tunnels) {
+    char v[32];
+    std::snprintf(v, sizeof v, "%.6f", static_cast<double>(t->conn->rtt_us()) / 1e6);
+    out += "hearth_tunnel_rtt_seconds{origin=" + json_escape(t->origin) + ",tunnel=\"t" +
+           std::to_string(t->id) + "\"} " + v + "\n";
+  }
+  out += "# HELP hearth_tunnel_uptime_seconds Seconds since the tunnel connection came up.\n";
+  out += "# TYPE hearth_tunnel_uptime_seconds gauge\n";
+  for (const auto& t : snap->tunnels) {
+    auto up = std::chrono::duration_cast<std::chrono::seconds>(now - t->since).count();
+    out += "hearth_tunnel_uptime_seconds{origin=" + json_escape(t->origin) + ",tunnel=\"t" +
+           std::to_string(t->id) + "\"} " + std::to_string(up) + "\n";
+  }
+  request_stats.render(out);
+  append_process_metrics(out);
   return out;
 }
 

@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "admin_pages.hpp"
 #include "hearth/common/admin.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
@@ -65,27 +66,10 @@ asio::awaitable<void> admin_session(std::shared_ptr<EdgeShared> shared, tcp::soc
   // GCC 12 destroys such temporaries twice (an extra shared_ptr release that
   // freed EdgeShared under ASan).
   admin::Handler handler = [shared](std::string_view path) {
-    admin::Response r;
-    bool draining = shared->draining.load();
-    if (path == "/healthz") {
-      r.body = "ok\n";
-    } else if (path == "/readyz") {
-      // Listeners are up once the process accepts here; draining means not ready.
-      r.status = draining ? 503 : 200;
-      r.body = draining ? "draining\n" : "ready\n";
-    } else if (path == "/metrics") {
-      r.content_type = "text/plain; version=0.0.4";
-      r.body = shared->metrics.prometheus(shared->registry);
-    } else if (path == "/status") {
-      r.content_type = "application/json";
-      r.body = shared->metrics.status_json(shared->registry, draining);
-    } else {
-      r.status = 404;
-      r.body = "not found\n";
-    }
-    return r;
+    return admin_response(*shared, path);  // admin_pages.cpp
   };
-  co_await admin::session(std::move(sock), std::move(handler));
+  std::string token = shared->config()->admin_token;  // admin_token_file (issue 13)
+  co_await admin::session(std::move(sock), std::move(handler), std::move(token));
 }
 
 }  // namespace hearth::edge

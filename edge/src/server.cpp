@@ -14,7 +14,9 @@
 #include <boost/beast/ssl.hpp>
 #include <thread>
 
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
+#include "hearth/common/sd_notify.hpp"
 #include "hearth/common/workers.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
@@ -22,6 +24,7 @@
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "reload.hpp"
+#include "service.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
 #include "tls/alpn.hpp"
@@ -72,12 +75,13 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
     try {
       ctx->use_certificate_chain_file(c.cert.string());
     } catch (const std::exception& e) {
-      throw std::runtime_error(c.cert.string() + ": cannot load certificate chain: " + e.what());
+      throw std::runtime_error(c.cert.string() +
+                               ": cannot load certificate chain: " + error_text(e));
     }
     try {
       ctx->use_private_key_file(c.key.string(), asio::ssl::context::pem);
     } catch (const std::exception& e) {
-      throw std::runtime_error(c.key.string() + ": cannot load private key: " + e.what());
+      throw std::runtime_error(c.key.string() + ": cannot load private key: " + error_text(e));
     }
     SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_alpn, alpn_offer(cfg.http2));
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
@@ -99,6 +103,7 @@ class Edge {
       : shared_(std::make_shared<EdgeShared>()), signals_(control_) {
     shared_->swap(cfg, make_https_tls(*cfg));
     shared_->registry.set_grants(grants_of(*cfg));
+    shared_->metrics.request_stats.configure(configured_hostnames(*cfg));
     unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<asio::io_context>(1));
     worker_tunnels_ = std::make_unique<std::atomic<int>[]>(n);
@@ -151,6 +156,7 @@ class Edge {
   std::unique_ptr<asio::steady_timer> stop_timer_;
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
+  std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
 };
 
 // Read on every handshake so `invite` needs no reload. When the state files
@@ -162,7 +168,8 @@ std::map<std::string, std::vector<std::string>> Edge::authorized_origins(
   try {
     last_authorized_ = config::load_authorized_origins(state_dir);
   } catch (const std::exception& e) {
-    log::error("state.read_failed", {{"error", e.what()}, {"kept", "last good authorized keys"}});
+    log::error("state.read_failed",
+               {{"error", error_text(e)}, {"kept", "last good authorized keys"}});
   }
   return last_authorized_;
 }
@@ -181,7 +188,8 @@ bool Edge::listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_vi
     log::info("listening", {{"kind", kind}, {"addr", addr}});
     return true;
   } catch (const std::exception& e) {
-    log::error("listen.failed", {{"kind", kind}, {"addr", ep.to_string()}, {"error", e.what()}});
+    log::error("listen.failed",
+               {{"kind", kind}, {"addr", ep.to_string()}, {"error", error_text(e)}});
     return false;
   }
 }
@@ -398,6 +406,7 @@ void Edge::reload() {
   }
   shared_->swap(cfg, tls);
   apply_reload(*shared_, *cfg, authorized_origins(cfg->state_dir), control_);
+  shared_->metrics.request_stats.configure(configured_hostnames(*cfg));
   log::info("reload.done", {{"file", cfg->source.string()},
                             {"certificates", cfg->certificates.size()},
                             {"origins", cfg->origins.size()}});
@@ -406,7 +415,10 @@ void Edge::reload() {
 void Edge::on_signal(error_code ec, int sig) {
   if (ec) return;
   if (sig == SIGHUP) {
+    sd::notify("RELOADING=1\n" + sd::monotonic_usec());
     reload();
+    sd::notify("READY=1");
+    if (watchdog_) watchdog_->status_now();
     signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
     return;
   }
@@ -416,6 +428,7 @@ void Edge::on_signal(error_code ec, int sig) {
 
 void Edge::begin_drain() {
   if (shared_->draining.exchange(true)) return;
+  sd::notify("STOPPING=1\nSTATUS=" + service_status(*shared_));
   error_code ignored;
   for (auto* acc : {https_acc_.get(), http_acc_.get(), tunnel_acc_.get()}) {
     if (acc) acc->close(ignored);
@@ -490,7 +503,14 @@ int Edge::run() {
                              {"edge_pin", pin ? *pin : "?"},
                              {"config", cfg->source.string()}});
 
+  // systemd (Type=notify): ready once every listener is bound.
+  watchdog_ = std::make_unique<sd::Watchdog>(control_, workers_,
+                                             [this] { return service_status(*shared_); });
+  sd::notify("READY=1");
+  watchdog_->start();
+
   run_contexts(control_, workers_);
+  watchdog_.reset();
   shared_->registry.clear();
   log::info("edge.stopped");
   return 0;
@@ -503,7 +523,7 @@ int run(std::shared_ptr<const config::EdgeConfig> config) {
   try {
     edge = std::make_unique<Edge>(std::move(config));
   } catch (const std::exception& e) {
-    log::error("edge.start_failed", {{"error", e.what()}});
+    log::error("edge.start_failed", {{"error", error_text(e)}});
     return 2;
   }
   return edge->run();

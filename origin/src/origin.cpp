@@ -23,8 +23,12 @@
 
 #include "hearth/common/admin.hpp"
 #include "hearth/common/crypto.hpp"
+#include "hearth/common/dashboard.hpp"
+#include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
+#include "hearth/common/process_metrics.hpp"
 #include "hearth/common/route_match.hpp"
+#include "hearth/common/sd_notify.hpp"
 #include "hearth/common/version.hpp"
 #include "hearth/common/workers.hpp"
 #include "hearth/config/parse.hpp"
@@ -113,6 +117,7 @@ class Origin {
     links_.resize(cfg_->connections);
     health_ =
         std::make_unique<HealthMonitor>(control_.get_executor(), [this] { publish_all("health"); });
+    since_.resize(cfg_->connections);
   }
 
   int run();
@@ -176,11 +181,14 @@ class Origin {
   std::atomic<std::uint32_t> publish_seq_{0};
   // A version-1 edge refuses a version-2 HELLO: then speak 1 until a tunnel drops.
   std::atomic<std::uint16_t> hello_version_{tunnel::kProtocolVersion};
+  std::vector<std::chrono::system_clock::time_point> since_;  // when conns_[i] came up
   std::atomic<bool> stopping_{false};
   std::atomic<int> live_{0};
   std::atomic<std::uint64_t> streams_total_{0};
   std::atomic<std::uint64_t> streams_failed_{0};
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
+  std::string service_status();
 };
 
 asio::awaitable<void> Origin::dial_loop(unsigned index, asio::io_context::executor_type ex) {
@@ -327,6 +335,7 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
     conns_[index] = conn;
     links_[index].version = version;
     links_[index].refused = welcome->refused;
+    since_[index] = std::chrono::system_clock::now();
   }
   live_.fetch_add(1);
   log::info("tunnel.up", {{"conn", conn_id},
@@ -358,7 +367,12 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
     }
   }
   hello_version_.store(tunnel::kProtocolVersion);  // the edge may have been upgraded
-  log::warn("tunnel.down", {{"conn", conn_id}, {"edge", edge}, {"reason", waiter->reason}});
+  // Our own shutdown closing the tunnel is no warning (issue 13: a clean stop logs none).
+  const auto level = stopping_ ? log::Level::info : log::Level::warn;
+  if (log::enabled(level)) {
+    log::write(level, "tunnel.down",
+               {{"conn", conn_id}, {"edge", edge}, {"reason", waiter->reason}});
+  }
   co_return true;
 }
 
@@ -508,25 +522,45 @@ asio::awaitable<void> Origin::service_to_tunnel(tunnel::TunnelStream& ts, Servic
   }
 }
 
+// The STATUS= line: "2 of 2 tunnels up to vps.example.com:7443, 3 streams", or
+// "draining: 3 streams left".
+std::string Origin::service_status() {
+  std::size_t streams = 0;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& c : conns_) {
+      if (c) streams += c->active_streams();
+    }
+  }
+  if (stopping_) return "draining: " + std::to_string(streams) + " streams left";
+  return std::to_string(live_.load()) + " of " + std::to_string(cfg_->connections) +
+         " tunnels up to " + cfg_->edge.to_string() + ", " + std::to_string(streams) + " streams";
+}
+
 admin::Response Origin::admin_response(std::string_view path) {
   admin::Response r;
   int live = live_.load();
   std::size_t streams = 0;
   std::uint64_t in = 0, out = 0;
-  std::string tunnels;
+  std::string tunnels, rtt_series, uptime_series;
   {
     std::lock_guard lock(mu_);
+    auto now = std::chrono::system_clock::now();
     for (std::size_t i = 0; i < conns_.size(); ++i) {
       const auto& c = conns_[i];
       if (!c) continue;
       streams += c->active_streams();
       in += c->bytes_in();
       out += c->bytes_out();
+      auto up = std::chrono::duration_cast<std::chrono::seconds>(now - since_[i]).count();
       if (!tunnels.empty()) tunnels += ',';
       tunnels += "{\"index\":" + std::to_string(i) +
                  ",\"usable\":" + (c->usable() ? "true" : "false") +
                  ",\"streams\":" + std::to_string(c->active_streams()) +
                  ",\"rtt_us\":" + std::to_string(c->rtt_us()) +
+                 ",\"uptime_s\":" + std::to_string(up) +
+                 ",\"bytes_in\":" + std::to_string(c->bytes_in()) +
+                 ",\"bytes_out\":" + std::to_string(c->bytes_out()) +
                  ",\"version\":" + std::to_string(links_[i].version) + ",\"refused\":[";
       for (std::size_t k = 0; k < links_[i].refused.size(); ++k) {
         const auto& rr = links_[i].refused[k];
@@ -535,31 +569,57 @@ admin::Response Origin::admin_response(std::string_view path) {
                    "}";
       }
       tunnels += "]}";
+      char rtt[32];
+      std::snprintf(rtt, sizeof rtt, "%.6f", static_cast<double>(c->rtt_us()) / 1e6);
+      rtt_series += "hearth_tunnel_rtt_seconds{index=\"" + std::to_string(i) + "\"} " + rtt + "\n";
+      uptime_series += "hearth_tunnel_uptime_seconds{index=\"" + std::to_string(i) + "\"} " +
+                       std::to_string(up) + "\n";
     }
   }
-  if (path == "/healthz") {
+  if (path == "/") {
+    r.content_type = "text/html; charset=utf-8";
+    r.body = std::string(dashboard_html());
+  } else if (path == "/healthz") {
     r.body = "ok\n";
   } else if (path == "/readyz") {
     r.status = live > 0 && !stopping_ ? 200 : 503;
     r.body = r.status == 200 ? "ready\n" : "no live tunnel\n";
   } else if (path == "/metrics") {
     r.content_type = "text/plain; version=0.0.4";
-    r.body = "# TYPE hearth_tunnel_connections gauge\nhearth_tunnel_connections " +
-             std::to_string(live) + "\n# TYPE hearth_streams_active gauge\nhearth_streams_active " +
-             std::to_string(streams) +
-             "\n# TYPE hearth_streams_total counter\nhearth_streams_total " +
-             std::to_string(streams_total_.load()) +
-             "\n# TYPE hearth_streams_failed_total counter\nhearth_streams_failed_total " +
-             std::to_string(streams_failed_.load()) +
-             "\n# TYPE hearth_bytes_total counter\nhearth_bytes_total{direction=\"in\"} " +
-             std::to_string(in) + "\nhearth_bytes_total{direction=\"out\"} " + std::to_string(out) +
-             "\n" + health_metrics();
+    r.body =
+        "# HELP hearth_tunnel_connections Live tunnel connections to the edge.\n"
+        "# TYPE hearth_tunnel_connections gauge\nhearth_tunnel_connections " +
+        std::to_string(live) +
+        "\n# HELP hearth_streams_active Streams open over all tunnels.\n"
+        "# TYPE hearth_streams_active gauge\nhearth_streams_active " +
+        std::to_string(streams) +
+        "\n# HELP hearth_streams_total Streams the edge opened.\n"
+        "# TYPE hearth_streams_total counter\nhearth_streams_total " +
+        std::to_string(streams_total_.load()) +
+        "\n# HELP hearth_streams_failed_total Streams that found no route or no local service.\n"
+        "# TYPE hearth_streams_failed_total counter\nhearth_streams_failed_total " +
+        std::to_string(streams_failed_.load()) +
+        "\n# HELP hearth_bytes_total Bytes carried over the live tunnels, by direction.\n"
+        "# TYPE hearth_bytes_total counter\nhearth_bytes_total{direction=\"in\"} " +
+        std::to_string(in) + "\nhearth_bytes_total{direction=\"out\"} " + std::to_string(out) +
+        "\n# HELP hearth_tunnel_rtt_seconds Round-trip time of the last keepalive ping, per "
+        "tunnel connection.\n# TYPE hearth_tunnel_rtt_seconds gauge\n" +
+        rtt_series +
+        "# HELP hearth_tunnel_uptime_seconds Seconds since the tunnel connection came up.\n"
+        "# TYPE hearth_tunnel_uptime_seconds gauge\n" +
+        uptime_series + health_metrics();
+    append_process_metrics(r.body);
   } else if (path == "/status") {
     r.content_type = "application/json";
     auto cfg = config();
     r.body = "{\"origin\":\"" + cfg->name + "\",\"edge\":\"" + cfg->edge.to_string() +
-             "\",\"live\":" + std::to_string(live) + ",\"tunnels\":[" + tunnels +
-             "],\"routes\":" + routes_json() + "}\n";
+             "\",\"live\":" + std::to_string(live) +
+             ",\"connections\":" + std::to_string(cfg->connections) +
+             ",\"draining\":" + (stopping_ ? "true" : "false") +
+             ",\"streams_total\":" + std::to_string(streams_total_.load()) +
+             ",\"streams_failed\":" + std::to_string(streams_failed_.load()) + ",\"tunnels\":[" +
+             tunnels + "],\"routes\":" + routes_json() +
+             ",\"recent_errors\":" + recent_events_json() + "}\n";
   } else {
     r.status = 404;
     r.body = "not found\n";
@@ -575,7 +635,8 @@ asio::awaitable<void> Origin::admin_loop(tcp::acceptor& acc) {
       continue;
     }
     admin::Handler handler = [this](std::string_view p) { return admin_response(p); };
-    asio::co_spawn(control_, admin::session(std::move(sock), std::move(handler)), log_exception);
+    asio::co_spawn(control_, admin::session(std::move(sock), std::move(handler), cfg_->admin_token),
+                   log_exception);
   }
 }
 
@@ -637,6 +698,7 @@ void Origin::set_connections(unsigned n) {
     if (conns_.size() < n) {
       conns_.resize(n);
       links_.resize(n);
+      since_.resize(n);
     }
     for (unsigned i = 0; i < conns_.size(); ++i) {
       if (i >= n && conns_[i]) surplus.push_back(conns_[i]);
@@ -828,7 +890,9 @@ std::string Origin::health_metrics() {
 void Origin::on_signal(error_code ec, int sig) {
   if (ec) return;
   if (sig == SIGHUP) {
+    sd::notify("RELOADING=1\n" + sd::monotonic_usec());
     reload();
+    sd::notify("READY=1");
     signals_.async_wait([this](error_code e, int s) { on_signal(e, s); });
     return;
   }
@@ -838,6 +902,7 @@ void Origin::on_signal(error_code ec, int sig) {
 
 void Origin::begin_drain() {
   if (stopping_.exchange(true)) return;
+  sd::notify("STOPPING=1\nSTATUS=" + service_status());
   std::vector<std::shared_ptr<tunnel::Connection>> conns;
   {
     std::lock_guard lock(mu_);
@@ -925,7 +990,7 @@ int Origin::run() {
     } catch (const std::exception& e) {
       log::error(
           "listen.failed",
-          {{"kind", "admin"}, {"addr", cfg_->listen_admin->to_string()}, {"error", e.what()}});
+          {{"kind", "admin"}, {"addr", cfg_->listen_admin->to_string()}, {"error", error_text(e)}});
       return 2;
     }
   }
@@ -945,8 +1010,14 @@ int Origin::run() {
                                {"connections", cfg_->connections},
                                {"routes", cfg_->routes.size()},
                                {"workers", workers_.size()}});
+  // systemd (Type=notify): ready once the config is loaded and the dialers run.
+  watchdog_ =
+      std::make_unique<sd::Watchdog>(control_, workers_, [this] { return service_status(); });
+  sd::notify("READY=1");
+  watchdog_->start();
   auto control_guard = asio::make_work_guard(control_);
   run_contexts(control_, workers_);
+  watchdog_.reset();
   log::info("origin.stopped");
   return 0;
 }
@@ -958,7 +1029,7 @@ int run(std::shared_ptr<const config::OriginConfig> config) {
   try {
     origin = std::make_unique<Origin>(std::move(config));
   } catch (const std::exception& e) {
-    log::error("origin.start_failed", {{"error", e.what()}});
+    log::error("origin.start_failed", {{"error", error_text(e)}});
     return 2;
   }
   return origin->run();

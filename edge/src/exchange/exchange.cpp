@@ -13,6 +13,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 
+#include "access.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/errors.hpp"
@@ -167,9 +168,10 @@ class Exchange {
 };
 
 void Exchange::log_request(std::string_view origin, std::string_view reason) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                                  started_)
-                .count();
+  auto elapsed = std::chrono::steady_clock::now() - started_;
+  m_.request_stats.observe(authority_, status_, elapsed, bytes_in_, bytes_out_);
+  if (!access_log_wanted(*cfg_, status_)) return;  // access_log, access_log_sample
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
   log::info("request", {{"conn", env_.conn_id},
                         {"client", env_.client_ip},
                         {"proto", down_.protocol()},
@@ -352,11 +354,8 @@ asio::awaitable<bool> Exchange::run() {
       co_await local_reply(status, false, retry);
     }
     if (req_side_ != RequestSide::done) down_.stop_reading();
-    log::info("proxy.failed", {{"conn", env_.conn_id},
-                               {"request_id", request_id_},
-                               {"origin", tunnel_info->origin},
-                               {"upstream", down_ec_.message()},
-                               {"client", up_ec_.message()}});
+    log_proxy_failed(env_.conn_id, request_id_, tunnel_info->origin, down_ec_, up_ec_,
+                     watchdog_->fired());
   } else {
     m_.count_request(status_);
     keep = res_side_ == ResponseSide::done && req_side_ == RequestSide::done &&

@@ -31,6 +31,9 @@ struct EdgeDir {
     REQUIRE(ck);
     write_text(dir / "certs/a.pem", ck->cert_pem);
     write_text(dir / "certs/a.key", ck->key_pem);
+    // A private key others can read is a problem of its own (issue 13).
+    std::filesystem::permissions(dir / "certs/a.key", std::filesystem::perms::owner_read |
+                                                          std::filesystem::perms::owner_write);
   }
 
   auto load(const std::string& text) {

@@ -31,7 +31,12 @@ struct OriginDir {
   std::filesystem::path file = dir / "origin.toml";
   std::string key_pem = hearth::crypto::generate_private_key_pem();
 
-  OriginDir() { write_text(dir / "keys/origin.key", key_pem); }
+  OriginDir() {
+    write_text(dir / "keys/origin.key", key_pem);
+    // A private key others can read is a problem of its own (issue 13).
+    std::filesystem::permissions(dir / "keys/origin.key", std::filesystem::perms::owner_read |
+                                                              std::filesystem::perms::owner_write);
+  }
 
   auto load(const std::string& text) {
     write_text(file, text);

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 namespace hearth::log {
 
@@ -40,6 +41,18 @@ struct Field {
 };
 
 void write(Level level, std::string_view event, std::initializer_list<Field> fields);
+
+// The last warnings and errors (and whatever else was remember()ed), for the
+// admin dashboard and /status: a bounded ring, newest last. Recording never
+// waits: when another thread holds the ring, the event is not kept.
+struct RecentEvent {
+  std::string ts;  // ISO 8601 UTC
+  std::string level;
+  std::string event;
+  std::string text;  // "key=value key=value"
+};
+void remember(Level level, std::string_view event, std::string text);
+std::vector<RecentEvent> recent_events();
 
 inline void debug(std::string_view event, std::initializer_list<Field> fields = {}) {
   if (enabled(Level::debug)) write(Level::debug, event, fields);

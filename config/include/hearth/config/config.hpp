@@ -83,6 +83,11 @@ struct EdgeConfig {
       "password", "passwd", "secret", "client_secret", "sig", "signature", "code",
       "x-amz-signature", "x-amz-credential", "x-goog-signature", "auth"};
   // clang-format on
+  // Running as a service (issue 13): the access log, and the admin token.
+  bool access_log = true;           // one "request" line per request
+  double access_log_sample = 1.0;   // fraction of request lines kept (5xx always)
+  std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
+  std::string admin_token;                 // its contents, whitespace trimmed
 };
 
 // [[routes]] in origin.toml.
@@ -123,6 +128,10 @@ struct OriginConfig {
   Duration keepalive_timeout = std::chrono::seconds(30);
   Duration reconnect_min = std::chrono::milliseconds(100);
   Duration reconnect_max = std::chrono::seconds(30);
+
+  // Running as a service (issue 13): the admin token.
+  std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
+  std::string admin_token;                 // its contents, whitespace trimmed
 };
 
 }  // namespace hearth::config

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "hearth/edge/request_stats.hpp"
+
 namespace hearth::edge {
 
 class Registry;
@@ -21,6 +23,8 @@ struct Metrics {
   std::atomic<std::uint64_t> connections_rejected{0};   // over max_connections
   std::atomic<std::int64_t> h2_connections{0};          // open HTTP/2 client connections
   std::atomic<std::uint64_t> tunnel_streams_opened{0};  // by client exchanges (both protocols)
+  std::atomic<std::uint64_t> connections_rejected{0};  // over max_connections
+  RequestStats request_stats;                          // per-host durations and bytes (issue 13)
 
   void count_request(unsigned code) {
     if (code < requests_by_code.size())
