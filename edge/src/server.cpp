@@ -21,6 +21,7 @@
 #include "hearth/edge/edge.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
+#include "acme_glue.hpp"
 #include "shared.hpp"
 
 namespace hearth::edge {
@@ -80,7 +81,8 @@ tcp::endpoint resolve_listen(const config::Endpoint& ep) {
 
 }  // namespace
 
-std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
+std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg,
+                                         std::shared_ptr<const AcmeTls> acme) {
   auto tls = std::make_shared<HttpsTls>();
   for (const auto& c : cfg.certificates) {
     auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
@@ -101,6 +103,7 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
     tls->entries.push_back({ctx, leaf});
   }
+  add_acme_contexts(*tls, std::move(acme), select_http11);  // issue 12: managed certificates
   if (tls->entries.empty()) throw std::runtime_error("no [[tls.certificates]] configured");
   for (auto& e : tls->entries) {
     SSL_CTX_set_tlsext_servername_callback(e.ctx->native_handle(), select_certificate);
@@ -115,7 +118,9 @@ class Edge {
  public:
   explicit Edge(std::shared_ptr<const config::EdgeConfig> cfg)
       : shared_(std::make_shared<EdgeShared>()), signals_(control_) {
-    shared_->swap(cfg, make_https_tls(*cfg));
+    shared_->swap(cfg, nullptr);
+    AcmeService::apply(acme_, control_, shared_, *cfg);  // issue 12: stored certs, orders
+    shared_->swap(cfg, make_https_tls(*cfg, shared_->acme()));
     unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<asio::io_context>(1));
     worker_tunnels_ = std::make_unique<std::atomic<int>[]>(n);
@@ -168,6 +173,7 @@ class Edge {
   std::unique_ptr<asio::steady_timer> stop_timer_;
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
+  std::unique_ptr<AcmeService> acme_;  // issue 12; null without [acme]
 };
 
 // Read on every handshake so `invite` needs no reload. When the state files
@@ -398,7 +404,8 @@ void Edge::reload() {
   auto cfg = std::make_shared<const config::EdgeConfig>(std::move(*result.config));
   std::shared_ptr<HttpsTls> tls;
   try {
-    tls = make_https_tls(*cfg);
+    AcmeService::apply(acme_, control_, shared_, *cfg);  // issue 12: order new hostnames
+    tls = make_https_tls(*cfg, shared_->acme());
   } catch (const std::exception& e) {
     log::error("reload.failed", {{"error", e.what()}, {"kept", "previous config"}});
     return;
