@@ -146,7 +146,7 @@ void Manager::set_names(const std::vector<std::string>& names) {
 void Manager::start() {
   if (running_) return;
   running_ = true;
-  asio::co_spawn(control_, run(), log_exception);
+  asio::co_spawn(control_, run(shared_from_this()), log_exception);
 }
 
 void Manager::stop() {
@@ -314,8 +314,8 @@ asio::awaitable<void> Manager::process(std::string name) {
   install();
 }
 
-asio::awaitable<void> Manager::run() {
-  while (!stopped_) {
+asio::awaitable<void> Manager::run(std::shared_ptr<Manager> self) {
+  while (!self->stopped_) {
     std::string due_name;
     auto next = Clock::now() + 60s;
     for (const auto& e : entries_) {

@@ -35,7 +35,7 @@ struct ManagedCert {
   std::string chain_pem, key_pem;
 };
 
-class Manager {
+class Manager : public std::enable_shared_from_this<Manager> {
  public:
   // Called (on the control context) with every usable certificate whenever one changes.
   using Install = std::function<void(const std::vector<ManagedCert>&)>;
@@ -47,7 +47,7 @@ class Manager {
   // The hostnames to manage. New ones are loaded from storage or ordered; dropped
   // ones stop being renewed and served. Loads stored certificates synchronously.
   void set_names(const std::vector<std::string>& names);
-  void start();
+  void start();  // the Manager must be owned by a shared_ptr
   void stop();
 
   std::string status_json() const;  // [{"name":...,...}]
@@ -64,7 +64,8 @@ class Manager {
     std::string last_error;
     bool active = true;
   };
-  asio::awaitable<void> run();
+  // Holds `self`: the loop's frame may outlive the owner until the context is destroyed.
+  asio::awaitable<void> run(std::shared_ptr<Manager> self);
   asio::awaitable<void> process(std::string name);
   asio::awaitable<void> ensure_client();
   bool load_stored(Entry& e, bool log_problems);
