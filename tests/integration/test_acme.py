@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -344,6 +345,19 @@ def main():
         asyncio.run(asyncio.wait_for(go(), 60))
         print("    forced renewal: order start -> new serial seen by a client: %.2fs"
               % state["renewal_to_serial_s"])
+
+    @run.case
+    def sighup_orders_new_hostnames():
+        edge = state["edge2"]
+        write_edge(h, "edge2", e2_ports, [("nas2", ["alpn.test", "new.alpn.test"])], acme2,
+                   listen_http=False)
+        mark = edge.mark()
+        edge.signal(signal.SIGHUP)
+        edge.wait_event("reload.done", timeout=10, since=mark)
+        edge.wait_event("acme.certificate.issued", timeout=30, since=mark, name="new.alpn.test")
+        wait_until(lambda: serial_of("new.alpn.test", e2_ports[0], pebble.root), 10, 0.1,
+                   "verified handshake for new.alpn.test")
+        expect(edge.alive(), "edge died")
 
     run.finish()
 
