@@ -67,8 +67,16 @@ void add_acme_contexts(HttpsTls& tls, std::shared_ptr<const AcmeTls> acme,
 AcmeService::AcmeService(asio::io_context& control, std::shared_ptr<EdgeShared> shared,
                          const config::AcmeConfig& cfg)
     : shared_(std::move(shared)), board_(std::make_shared<acme::ChallengeBoard>()) {
+  auto settings = cfg;
+  if (!shared_->config()->listen_http) {
+    // Nobody would answer the CA on port 80: never pick http-01.
+    std::erase(settings.challenges, "http-01");
+    if (settings.challenges.empty()) {
+      log::warn("acme.no_challenge", {{"reason", "http-01 needs [edge] listen_http"}});
+    }
+  }
   manager_ = std::make_shared<acme::Manager>(
-      control, cfg, shared_->config()->state_dir, board_,
+      control, settings, shared_->config()->state_dir, board_,
       [this](const std::vector<acme::ManagedCert>& certs) { install(certs); });
   auto initial = std::make_shared<AcmeTls>();
   initial->board = board_;
