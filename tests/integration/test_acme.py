@@ -26,6 +26,9 @@ from harness import (Failure, Harness, TestRun, expect, expect_eq, free_port,  #
                      wait_until, ws_connect)
 
 VALIDITY_S = 3600  # pebble certificateValidityPeriod
+# External account binding is required by this pebble: one key per edge (pebble's examples).
+EAB_KEYS = {"kid-1": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+            "kid-2": "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH"}
 
 HOOK = """#!/usr/bin/python3
 # dns_hook for the test: HOOK add|remove NAME VALUE -> challtestsrv set-txt / clear-txt.
@@ -70,7 +73,8 @@ class Pebble:
                           "managementListenAddress": "127.0.0.1:%d" % self.mgmt_port,
                           "certificate": cert, "privateKey": key,
                           "httpPort": http_port, "tlsPort": tls_port,
-                          "ocspResponderURL": "", "externalAccountBindingRequired": False,
+                          "ocspResponderURL": "", "externalAccountBindingRequired": True,
+                          "externalAccountMACKeys": EAB_KEYS,
                           "certificateValidityPeriod": VALIDITY_S}}
         conf = os.path.join(d, "pebble.json")
         with open(conf, "w") as f:
@@ -168,18 +172,26 @@ def main():
             f.write(HOOK % pebble.chall_mgmt_port)
         os.chmod(hook, 0o755)
         svc = h.start_service("home")
+        eab = {}
+        for kid, key in EAB_KEYS.items():
+            eab[kid] = h.path("%s.key" % kid)
+            with open(eab[kid], "w") as f:
+                f.write(key + "\n")
         acme1 = {"email": "ops@example.com", "directory": pebble.directory, "ca_file": pebble.ca,
-                 "challenges": ["http-01"], "dns_hook": hook, "retry_base": "1s"}
+                 "challenges": ["http-01"], "dns_hook": hook, "retry_base": "1s",
+                 "eab_kid": "kid-1", "eab_hmac_key_file": eab["kid-1"]}
         conf1 = write_edge(h, "edge1", e1_ports, [("nas", ["app.test", "*.wild.test"])], acme1)
         h.edge_conf, h.tunnel_port, h.https_port = conf1, e1_ports[2], e1_ports[0]
         oconf1 = h.pair_origin([("app.test", None, svc.http_url), ("*.wild.test", None, svc.http_url)])
         acme2 = {"directory": pebble.directory, "ca_file": pebble.ca, "challenges": ["tls-alpn-01"],
-                 "renew_before": "2h", "retry_base": "2s"}
+                 "renew_before": "2h", "retry_base": "2s",
+                 "eab_kid": "kid-2", "eab_hmac_key_file": eab["kid-2"]}
         conf2 = write_edge(h, "edge2", e2_ports, [("nas2", ["alpn.test"])], acme2, listen_http=False)
         h.edge_conf, h.tunnel_port, h.https_port = conf2, e2_ports[2], e2_ports[0]
         oconf2 = h.pair_origin([("alpn.test", None, svc.ws_url)], origin_name="nas2")
+        for oc in (oconf1, oconf2):  # the edges restart: redial quickly
+            h.set_key(oc, "reconnect_max", '"500ms"')
         h.start_origin(oconf1, name="origin1")
-        h.start_origin(oconf2, name="origin2")
     except Exception as e:  # noqa: BLE001
         run.setup_failed(e)
 
@@ -220,6 +232,7 @@ def main():
         expect(ev["issuer"].startswith("Pebble Intermediate"), "issuer: %r" % ev["issuer"])
         expect(edge.find("acme.http01.served") is not None, "no http-01 answer was served")
         expect(edge.find("acme.dns_hook", action="add") is not None, "dns hook not called")
+        expect(edge.find("acme.account.registered") is not None, "no account (with EAB)")
         for name in ("app.test", "*.wild.test"):
             key = os.path.join(h.path("edge1-state"), "acme", "certificates",
                                name.replace("*", "_wildcard_"), "key.pem")
@@ -309,6 +322,7 @@ def main():
     def issuance_tls_alpn01_without_listen_http():
         t0 = time.monotonic()
         state["edge2"] = edge = h.start_edge(conf2, name="edge2")
+        h.start_origin(oconf2, name="origin2")
         ev = edge.wait_event("acme.certificate.issued", timeout=30, name="alpn.test")
         state["alpn_issue_s"] = time.monotonic() - t0
         expect(edge.find("acme.challenge.ready", type="tls-alpn-01") is not None,
