@@ -104,6 +104,8 @@ PemPair self_signed(std::string_view name, const std::string* acme_digest) {
 std::chrono::system_clock::time_point to_time(const ASN1_TIME* t) {
   std::tm tm{};
   ASN1_TIME_to_tm(t, &tm);
+  // "Never expires" certificates say 9999: clamp to what system_clock holds.
+  if (tm.tm_year > 300) tm.tm_year = 300;
   return std::chrono::system_clock::from_time_t(timegm(&tm));
 }
 

@@ -112,9 +112,9 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view v,
   tm.tm_hour = digits(v, 17, 2);
   tm.tm_min = digits(v, 20, 2);
   tm.tm_sec = digits(v, 23, 2);
-  if (tm.tm_mday < 1 || mon < 0 || tm.tm_year < 0 || tm.tm_hour < 0 || tm.tm_min < 0 ||
-      tm.tm_sec < 0 || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' || v[19] != ':' ||
-      v[22] != ':' || v[25] != ' ') {
+  if (tm.tm_mday < 1 || mon < 0 || tm.tm_year < 70 || tm.tm_year > 300 || tm.tm_hour < 0 ||
+      tm.tm_min < 0 || tm.tm_sec < 0 || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
+      v[19] != ':' || v[22] != ':' || v[25] != ' ') {
     return std::nullopt;
   }
   auto t = std::chrono::system_clock::from_time_t(timegm(&tm));
@@ -135,9 +135,10 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
   tm.tm_hour = digits(s, 11, 2);
   tm.tm_min = digits(s, 14, 2);
   tm.tm_sec = digits(s, 17, 2);
-  if (tm.tm_year < 0 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
-      tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 || tm.tm_sec < 0 ||
-      tm.tm_sec > 60) {
+  // Years past 2200 do not fit system_clock's nanoseconds (2262): refuse them.
+  if (tm.tm_year < 70 || tm.tm_year > 300 || tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+      tm.tm_mday > 31 || tm.tm_hour < 0 || tm.tm_hour > 23 || tm.tm_min < 0 || tm.tm_min > 59 ||
+      tm.tm_sec < 0 || tm.tm_sec > 60) {
     return std::nullopt;
   }
   std::size_t pos = 19;

@@ -236,6 +236,8 @@ TEST_CASE("Retry-After and RFC 3339", "[acme]") {
   CHECK(parse_rfc3339("1994-11-06T09:49:37.123+01:00") == now);
   CHECK_FALSE(parse_rfc3339("1994-11-06 08:49:37"));
   CHECK_FALSE(parse_rfc3339("1994-13-06T08:49:37Z"));
+  CHECK_FALSE(parse_rfc3339("4050-01-02T04:00:00Z"));  // found by acme_fuzz: overflow
+  CHECK_FALSE(parse_retry_after("Sun, 06 Nov 9994 08:49:37 GMT", now));
   CHECK(format_rfc3339(now) == "1994-11-06T08:49:37Z");
   auto w = parse_renewal_info(R"({"suggestedWindow":{"start":"2025-01-02T04:00:00Z",
     "end":"2025-01-03T04:00:00Z"},"explanationURL":"https://ca/why"})");
