@@ -266,7 +266,7 @@ asio::awaitable<void> Client::run_hook(std::string action, std::string name, std
   log::info("acme.dns_hook", {{"action", action}, {"name", name}});
 }
 
-asio::awaitable<void> Client::solve(std::string authz_url, const IssueRequest& req,
+asio::awaitable<void> Client::solve(std::string authz_url, IssueRequest req,
                                     ChallengeBoard& board) {
   auto res = co_await post(authz_url, std::nullopt);
   auto authz = parse_authorization(res.body);

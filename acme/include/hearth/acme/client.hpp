@@ -82,8 +82,7 @@ class Client {
   asio::awaitable<void> ensure_account();
   asio::awaitable<void> wait(std::chrono::milliseconds d);
   asio::awaitable<void> run_hook(std::string action, std::string name, std::string value);
-  asio::awaitable<void> solve(std::string authz_url, const IssueRequest& req,
-                              ChallengeBoard& board);
+  asio::awaitable<void> solve(std::string authz_url, IssueRequest req, ChallengeBoard& board);
 
   asio::any_io_executor ex_;
   ClientOptions opts_;
