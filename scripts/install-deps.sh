@@ -13,10 +13,11 @@ set -euo pipefail
 # Build: Boost must be 1.81 (libboost1.81-dev), not Debian's default libboost-dev (1.74):
 # 1.74 lacks awaitable operators and per-operation cancellation and breaks with g++ 12.
 # libclang-rt-14-dev carries clang's sanitizer and libFuzzer runtimes.
+# libboost-json1.81-dev: Boost.JSON (compiled) for the ACME client (acme/).
 BUILD_DEPS=(
   build-essential g++ clang-14 cmake ninja-build pkg-config
   libboost1.81-dev libssl-dev libcli11-dev libtomlplusplus-dev libmnl-dev catch2
-  libclang-rt-14-dev libnghttp2-dev
+  libclang-rt-14-dev libnghttp2-dev libboost-json1.81-dev
 )
 # Test, demo and bench: curl and openssl drive the edge, python3-websockets is the
 # WebSocket client and the sample home service, nftables + iproute2 build the CGNAT
@@ -25,6 +26,8 @@ BUILD_DEPS=(
 TEST_DEPS=(
   curl openssl python3 python3-websockets nftables iproute2 wrk procps
   nghttp2-client python3-h2
+  # pebble: the ACME test CA and its challenge server (tests/integration/test_acme.py).
+  pebble
   # issue 13: promtool (metrics lint), headless Chromium (dashboard), lintian (the .deb)
   prometheus chromium lintian
 )

@@ -8,7 +8,10 @@
 
 #include <toml++/toml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -493,6 +496,127 @@ void read_admin_token(TableReader& t, const std::optional<Endpoint>& listen_admi
   }
 }
 
+// [acme] (issue 12: managed certificates). Kept in one block.
+void read_acme(Context& ctx, TableReader& top, EdgeConfig& cfg) {
+  const toml::table* table = top.table("acme");
+  if (table == nullptr) {
+    return;
+  }
+  TableReader r(ctx, table, "acme");
+  AcmeConfig acme;
+  if (auto email = r.string("email")) {
+    const auto at = email->find('@');
+    if (at == std::string::npos || at == 0 || at + 1 == email->size() ||
+        std::any_of(email->begin(), email->end(), [](char c) {
+          return static_cast<unsigned char>(c) <= ' ' || c == ',' || c == '<' || c == '>';
+        })) {
+      r.bad_value("email", *r.find("email"), "not an email address: " + in_quotes(*email));
+    } else {
+      acme.email = *email;
+    }
+  }
+  if (auto dir = r.string("directory")) {
+    if (*dir == "staging") {
+      acme.directory = "https://acme-staging-v02.api.letsencrypt.org/directory";
+    } else if (*dir == "production") {
+      acme.directory = "https://acme-v02.api.letsencrypt.org/directory";
+    } else if (dir->rfind("https://", 0) != 0 || dir->size() <= 8 ||
+               std::any_of(dir->begin(), dir->end(),
+                           [](char c) { return static_cast<unsigned char>(c) <= ' '; })) {
+      r.bad_value("directory", *r.find("directory"),
+                  "not an https:// URL, \"staging\" or \"production\": " + in_quotes(*dir));
+    } else {
+      acme.directory = *dir;
+    }
+  }
+  if (auto file = r.readable_file("ca_file", false)) {
+    acme.ca_file = *file;
+  }
+  if (const toml::array* list = r.array("challenges")) {
+    acme.challenges.clear();
+    if (list->empty()) {
+      r.bad_value("challenges", *list, "must list at least one challenge type");
+    }
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const toml::node& node = (*list)[i];
+      const auto* text = node.as_string();
+      const std::string path = index_key(r.key_path("challenges"), i);
+      if (text == nullptr || (text->get() != "http-01" && text->get() != "tls-alpn-01" &&
+                              text->get() != "dns-01")) {
+        ctx.add(node.source(), path, "expected \"tls-alpn-01\", \"http-01\" or \"dns-01\"");
+      } else if (std::find(acme.challenges.begin(), acme.challenges.end(), text->get()) !=
+                 acme.challenges.end()) {
+        ctx.add(node.source(), path, "listed twice: " + in_quotes(text->get()));
+      } else {
+        acme.challenges.push_back(text->get());
+      }
+    }
+  }
+  const auto has = [&](std::string_view type) {
+    return std::find(acme.challenges.begin(), acme.challenges.end(), type) != acme.challenges.end();
+  };
+  if (has("http-01") && !has("tls-alpn-01") && !has("dns-01") && !cfg.listen_http &&
+      r.find("challenges") != nullptr) {
+    r.bad_value("challenges", *r.find("challenges"),
+                "http-01 needs [edge] listen_http (the CA connects to port 80)");
+  }
+  if (auto type = r.string("key_type")) {
+    if (*type != "ecdsa-p256" && *type != "rsa-2048") {
+      r.bad_value("key_type", *r.find("key_type"),
+                  "expected \"ecdsa-p256\" or \"rsa-2048\", got " + in_quotes(*type));
+    } else {
+      acme.key_type = *type;
+    }
+  }
+  if (r.find("renew_before") != nullptr) {
+    Duration before{};
+    r.duration("renew_before", before);
+    if (before.count() > 0) {
+      acme.renew_before = before;
+    }
+  }
+  r.duration("retry_base", acme.retry_base);
+  r.duration("dns_hook_timeout", acme.dns_hook_timeout);
+  auto kid = r.string("eab_kid");
+  auto key_file = r.readable_file("eab_hmac_key_file", false);
+  if (kid.has_value() != (r.find("eab_hmac_key_file") != nullptr)) {
+    const std::string_view given = kid ? "eab_kid" : "eab_hmac_key_file";
+    r.bad_value(given, *r.find(given), "eab_kid and eab_hmac_key_file go together");
+  } else if (kid && key_file) {
+    auto read = detail::read_file(*key_file, max_key_file_size);
+    std::string key = read.text ? *read.text : "";
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) {
+      key.pop_back();
+    }
+    const bool b64 = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '=';
+    });
+    if (kid->empty()) {
+      r.bad_value("eab_kid", *r.find("eab_kid"), "must not be empty");
+    } else if (!b64) {
+      r.bad_value("eab_hmac_key_file", *r.find("eab_hmac_key_file"),
+                  "expected the CA's base64url HMAC key in " + key_file->string());
+    } else {
+      acme.eab_kid = *kid;
+      acme.eab_hmac_key = key;
+    }
+  }
+  if (auto hook = r.path_value("dns_hook", false)) {
+    if (auto why = detail::unreadable_reason(*hook)) {
+      r.bad_value("dns_hook", *r.find("dns_hook"), std::move(*why));
+    } else if (::access(hook->c_str(), X_OK) != 0) {
+      r.bad_value("dns_hook", *r.find("dns_hook"), "not executable: " + hook->string());
+    } else {
+      acme.dns_hook = *hook;
+    }
+  }
+  if (has("dns-01") && r.find("dns_hook") == nullptr) {
+    r.bad_value("challenges", *r.find("challenges"), "dns-01 needs acme.dns_hook");
+  }
+  r.reject_unknown_keys();
+  cfg.acme = std::move(acme);
+}
+
 void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
   TableReader top(ctx, &root, "");
 
@@ -598,17 +722,18 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
 
   // [tls] with [[tls.certificates]]
   const toml::table* tls_table = top.table("tls");
-  if (tls_table == nullptr && top.find("tls") == nullptr) {
+  const bool managed = root.get("acme") != nullptr;  // [acme]: certificates are optional
+  if (tls_table == nullptr && top.find("tls") == nullptr && !managed) {
     top.missing("tls.certificates", "missing [[tls.certificates]]: at least one is required");
   }
   TableReader tls(ctx, tls_table, "tls");
   if (tls_table != nullptr) {
     const toml::array* certs = tls.array("certificates");
-    if (certs == nullptr && tls.find("certificates") == nullptr) {
+    if (certs == nullptr && tls.find("certificates") == nullptr && !managed) {
       tls.missing("certificates", "missing [[tls.certificates]]: at least one is required");
     }
     if (certs != nullptr) {
-      if (certs->empty()) {
+      if (certs->empty() && !managed) {
         tls.bad_value("certificates", *certs, "at least one certificate is required");
       }
       for_each_table(tls, "certificates", *certs, ctx, [&](TableReader& r, std::size_t) {
@@ -668,11 +793,15 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
       } else {
         ok = false;
       }
+      if (auto acme = r.boolean("acme")) {
+        grant.acme = *acme;
+      }
       if (ok) {
         cfg.origins.push_back(std::move(grant));
       }
     });
   }
+  read_acme(ctx, top, cfg);
   top.reject_unknown_keys();
 }
 

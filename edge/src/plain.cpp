@@ -10,6 +10,7 @@
 #include "hearth/common/admin.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
+#include "acme_glue.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
 
@@ -43,9 +44,7 @@ asio::awaitable<void> http_redirect_session(std::shared_ptr<EdgeShared> shared, 
     const auto& req = parser.get();
     http::response<http::string_body> res;
     if (is_acme_challenge(req.target())) {
-      // ACME http-01 is not served yet; never redirect a challenge.
-      res = make_error_response(http::status::not_found, req.version(), req.keep_alive(),
-                                std::nullopt, "");
+      res = acme_http01_reply(*shared, req);  // issue 12: never redirect a challenge
     } else {
       std::optional<std::uint16_t> port;
       if (shared->https_port != 443) port = shared->https_port;
@@ -66,7 +65,9 @@ asio::awaitable<void> admin_session(std::shared_ptr<EdgeShared> shared, tcp::soc
   // GCC 12 destroys such temporaries twice (an extra shared_ptr release that
   // freed EdgeShared under ASan).
   admin::Handler handler = [shared](std::string_view path) {
-    return admin_response(*shared, path);  // admin_pages.cpp
+    auto r = admin_response(*shared, path);  // admin_pages.cpp
+    acme_admin(*shared, path, r.body);       // issue 12: certificates in /status and /metrics
+    return r;
   };
   std::string token = shared->config()->admin_token;  // admin_token_file (issue 13)
   co_await admin::session(std::move(sock), std::move(handler), std::move(token));

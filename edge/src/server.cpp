@@ -25,6 +25,7 @@
 #include "hearth/tunnel/handshake.hpp"
 #include "reload.hpp"
 #include "service.hpp"
+#include "acme_glue.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
 #include "tls/alpn.hpp"
@@ -65,7 +66,8 @@ tcp::endpoint resolve_listen(const config::Endpoint& ep) {
 
 }  // namespace
 
-std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
+std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg,
+                                         std::shared_ptr<const AcmeTls> acme) {
   auto tls = std::make_shared<HttpsTls>();
   for (const auto& c : cfg.certificates) {
     auto ctx = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
@@ -87,6 +89,7 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
     tls->entries.push_back({ctx, leaf});
   }
+  add_acme_contexts(*tls, std::move(acme), select_http11);  // issue 12: managed certificates
   if (tls->entries.empty()) throw std::runtime_error("no [[tls.certificates]] configured");
   for (auto& e : tls->entries) {
     SSL_CTX_set_tlsext_servername_callback(e.ctx->native_handle(), select_certificate);
@@ -101,7 +104,9 @@ class Edge {
  public:
   explicit Edge(std::shared_ptr<const config::EdgeConfig> cfg)
       : shared_(std::make_shared<EdgeShared>()), signals_(control_) {
-    shared_->swap(cfg, make_https_tls(*cfg));
+    shared_->swap(cfg, nullptr);
+    AcmeService::apply(acme_, control_, shared_, *cfg);  // issue 12: stored certs, orders
+    shared_->swap(cfg, make_https_tls(*cfg, shared_->acme()));
     shared_->registry.set_grants(grants_of(*cfg));
     shared_->metrics.request_stats.configure(configured_hostnames(*cfg));
     unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
@@ -157,6 +162,7 @@ class Edge {
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
   std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
+  std::unique_ptr<AcmeService> acme_;  // issue 12; null without [acme]
 };
 
 // Read on every handshake so `invite` needs no reload. When the state files
@@ -399,7 +405,8 @@ void Edge::reload() {
   auto cfg = std::make_shared<const config::EdgeConfig>(std::move(*result.config));
   std::shared_ptr<HttpsTls> tls;
   try {
-    tls = make_https_tls(*cfg);
+    AcmeService::apply(acme_, control_, shared_, *cfg);  // issue 12: order new hostnames
+    tls = make_https_tls(*cfg, shared_->acme());
   } catch (const std::exception& e) {
     log::error("reload.failed", {{"error", e.what()}, {"kept", "previous config"}});
     return;

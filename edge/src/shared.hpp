@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <openssl/ssl.h>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,9 +15,16 @@
 #include "hearth/edge/metrics.hpp"
 #include "hearth/edge/registry.hpp"
 
+namespace hearth::acme {
+class ChallengeBoard;
+class Manager;
+}  // namespace hearth::acme
+
 namespace hearth::edge {
 
 namespace asio = boost::asio;
+
+struct AcmeTls;
 
 // HTTPS contexts, one per [[tls.certificates]] entry, chosen by SNI.
 struct HttpsTls {
@@ -25,11 +33,24 @@ struct HttpsTls {
     X509* leaf = nullptr;  // owned by ctx
   };
   std::vector<Entry> entries;  // [0] is the default
+  std::shared_ptr<const AcmeTls> acme;  // issue 12: keeps the callbacks' board alive
   asio::ssl::context& default_context() { return *entries.front().ctx; }
 };
 
+// Issue 12 (acme_glue.cpp): managed certificates and pending ACME challenges.
+struct AcmeTls {
+  std::vector<HttpsTls::Entry> entries;            // managed, served after the static ones
+  std::shared_ptr<acme::ChallengeBoard> board;     // http-01 tokens, tls-alpn-01 certs
+  std::shared_ptr<const acme::Manager> manager;    // for /status and /metrics
+};
+// Appends the managed contexts (or a fallback when there is no certificate at all)
+// and hooks the tls-alpn-01 ClientHello callback into every context.
+void add_acme_contexts(HttpsTls& tls, std::shared_ptr<const AcmeTls> acme,
+                       SSL_CTX_alpn_select_cb_func alpn);
+
 // Throws std::runtime_error naming the file when a certificate or key is unusable.
-std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg);
+std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg,
+                                         std::shared_ptr<const AcmeTls> acme = nullptr);
 
 class EdgeShared {
  public:
@@ -46,6 +67,14 @@ class EdgeShared {
     config_ = std::move(cfg);
     if (tls) https_ = std::move(tls);
   }
+  std::shared_ptr<const AcmeTls> acme() const {  // issue 12
+    std::lock_guard lock(mu_);
+    return acme_;
+  }
+  void set_acme(std::shared_ptr<const AcmeTls> acme) {
+    std::lock_guard lock(mu_);
+    acme_ = std::move(acme);
+  }
 
   Registry registry;
   Metrics metrics;
@@ -57,6 +86,7 @@ class EdgeShared {
   mutable std::mutex mu_;
   std::shared_ptr<const config::EdgeConfig> config_;
   std::shared_ptr<HttpsTls> https_;
+  std::shared_ptr<const AcmeTls> acme_;
 };
 
 asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, asio::ip::tcp::socket sock);

@@ -42,6 +42,23 @@ struct CertificateConfig {
 struct OriginGrant {
   std::string name;
   std::vector<std::string> hostnames;  // lower case; exact or "*.suffix"
+  bool acme = true;                    // [acme]: manage certificates for these hostnames
+};
+
+// [acme] in edge.toml (issue 12): certificates for [[origins]] hostnames, from an
+// RFC 8555 CA. Absent table: no managed certificates.
+struct AcmeConfig {
+  std::string email;  // optional contact, "ops@example.com"
+  std::string directory = "https://acme-v02.api.letsencrypt.org/directory";
+  std::filesystem::path ca_file;  // extra trust for the directory's HTTPS; empty: system only
+  std::vector<std::string> challenges{"tls-alpn-01", "http-01"};  // in order of preference
+  std::string key_type = "ecdsa-p256";                            // or "rsa-2048"
+  std::optional<Duration> renew_before;  // nullopt: when a third of the lifetime is left
+  std::string eab_kid;                   // external account binding, with eab_hmac_key
+  std::string eab_hmac_key;              // base64url, read from eab_hmac_key_file
+  std::filesystem::path dns_hook;        // `HOOK add|remove NAME VALUE` for dns-01
+  Duration dns_hook_timeout = std::chrono::minutes(2);
+  Duration retry_base = std::chrono::minutes(1);  // first back-off after a failure; doubles
 };
 
 struct EdgeConfig {
@@ -55,6 +72,7 @@ struct EdgeConfig {
 
   std::vector<CertificateConfig> certificates;  // [[tls.certificates]]; first is default
   std::vector<OriginGrant> origins;             // [[origins]]
+  std::optional<AcmeConfig> acme;               // [acme]
 
   // [edge] tuning keys, all optional. Defaults follow nginx/HAProxy habits.
   unsigned workers = 0;                                          // 0: one per core
