@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "hearth/wg/device.hpp"
+
 namespace hearth::config {
 
 using Duration = std::chrono::milliseconds;
@@ -44,6 +46,30 @@ struct OriginGrant {
   std::vector<std::string> hostnames;  // lower case; exact or "*.suffix"
 };
 
+// --- WireGuard link (issue 10): [wireguard] in edge.toml and origin.toml ---------------
+// The edge's side: one interface, the origins as peers (recorded by `invite` under
+// state_dir/origins/NAME.wg), no endpoints of theirs: homes dial out.
+struct EdgeWireguard {
+  std::string interface = "hwg0";
+  std::uint16_t listen_port = 51820;
+  wg::IpPrefix address;                    // the edge's address; origins get the next free ones
+  std::filesystem::path private_key_file;  // default state_dir/wireguard.key (created, 0600)
+  bool persist = false;                    // keep the interface when hearth-edge exits
+};
+// The origin's side: the edge is its one peer, reached at edge_endpoint with a keepalive.
+struct OriginWireguard {
+  std::string interface = "hwg0";
+  wg::IpPrefix address;  // this origin's, e.g. 10.77.0.2/24
+  Duration persistent_keepalive = std::chrono::seconds(25);
+  std::vector<wg::IpPrefix> allowed_ips;   // default: address alone (/32)
+  std::filesystem::path private_key_file;  // empty when inline private_key
+  wg::Key private_key{};
+  wg::Key edge_public_key{};
+  Endpoint edge_endpoint;      // where the edge's WireGuard listens (public host, listen_port)
+  wg::IpAddress edge_address;  // the edge's WireGuard address (tunnel_over_wireguard dials it)
+  bool persist = false;
+};
+
 struct EdgeConfig {
   std::filesystem::path source;  // the file this was read from (for messages)
 
@@ -68,6 +94,8 @@ struct EdgeConfig {
   std::uint64_t max_body_size = 100ull * 1024 * 1024;     // 0: unlimited
   std::uint32_t max_header_size = 32 * 1024;
   std::uint32_t max_connections = 20000;  // concurrent client connections
+
+  std::optional<EdgeWireguard> wireguard;  // [wireguard] (issue 10)
 };
 
 // [[routes]] in origin.toml.
@@ -100,6 +128,10 @@ struct OriginConfig {
   Duration keepalive_timeout = std::chrono::seconds(30);
   Duration reconnect_min = std::chrono::milliseconds(100);
   Duration reconnect_max = std::chrono::seconds(30);
+
+  // WireGuard link (issue 10).
+  bool tunnel_over_wireguard = false;        // [origin] key: dial the edge over the link
+  std::optional<OriginWireguard> wireguard;  // [wireguard]
 };
 
 }  // namespace hearth::config
