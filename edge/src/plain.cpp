@@ -7,6 +7,7 @@
 #include <boost/beast/http.hpp>
 
 #include "hearth/common/admin.hpp"
+#include "wireguard.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "shared.hpp"
@@ -73,12 +74,20 @@ asio::awaitable<void> admin_session(std::shared_ptr<EdgeShared> shared, tcp::soc
       // Listeners are up once the process accepts here; draining means not ready.
       r.status = draining ? 503 : 200;
       r.body = draining ? "draining\n" : "ready\n";
+      std::string why;  // WireGuard (issue 10): a link down or a stale handshake
+      if (!draining && shared->wireguard && !shared->wireguard->healthy(why)) {
+        r.status = 503;
+        r.body = why + "\n";
+      }
     } else if (path == "/metrics") {
       r.content_type = "text/plain; version=0.0.4";
       r.body = shared->metrics.prometheus(shared->registry);
+      if (shared->wireguard) r.body += shared->wireguard->prometheus();
     } else if (path == "/status") {
       r.content_type = "application/json";
-      r.body = shared->metrics.status_json(shared->registry, draining);
+      r.body = shared->metrics.status_json(
+          shared->registry, draining,
+          shared->wireguard ? ",\"wireguard\":" + shared->wireguard->status_json() : "");
     } else {
       r.status = 404;
       r.body = "not found\n";

@@ -22,6 +22,7 @@
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "shared.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::edge {
 namespace {
@@ -121,6 +122,7 @@ class Edge {
     worker_tunnels_ = std::make_unique<std::atomic<int>[]>(n);
     edge_key_ = config::load_or_create_edge_key(cfg->state_dir);
     tunnel_ctx_ = tunnel::make_tunnel_tls_context(true, edge_key_);
+    if (cfg->wireguard) shared_->wireguard = std::make_shared<EdgeWireguard>(*cfg);  // issue 10
   }
 
   int run();
@@ -494,7 +496,9 @@ int Edge::run() {
                              {"edge_pin", pin ? *pin : "?"},
                              {"config", cfg->source.string()}});
 
+  if (shared_->wireguard) shared_->wireguard->start(control_, shared_.get());
   run_contexts(control_, workers_);
+  if (shared_->wireguard) shared_->wireguard->shutdown();  // removes the link unless persist
   shared_->registry.clear();
   log::info("edge.stopped");
   return 0;

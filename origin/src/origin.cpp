@@ -28,6 +28,7 @@
 #include "hearth/common/workers.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "hearth/tunnel/mux.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::origin {
 namespace {
@@ -78,6 +79,7 @@ class Origin {
     service_tls_verify_->set_verify_mode(asio::ssl::verify_peer);
     for (const auto& r : cfg_->routes) routes_.add(r.host, r.path, &r);
     conns_.resize(cfg_->connections);
+    if (cfg_->wireguard) wireguard_ = std::make_unique<OriginWireguard>(*cfg_);  // issue 10
   }
 
   int run();
@@ -85,6 +87,7 @@ class Origin {
  private:
   asio::awaitable<void> dial_loop(unsigned index, asio::io_context::executor_type ex);
   asio::awaitable<bool> connect_once(unsigned index, asio::io_context::executor_type ex);
+  asio::awaitable<config::Endpoint> dial_target(asio::io_context::executor_type ex);
   asio::awaitable<void> handle_stream(tunnel::TunnelStream ts, tunnel::Open meta);
   template <class Service>
   asio::awaitable<void> pipe(tunnel::TunnelStream& ts, Service& svc, bool websocket,
@@ -122,7 +125,24 @@ class Origin {
   std::atomic<std::uint64_t> streams_total_{0};
   std::atomic<std::uint64_t> streams_failed_{0};
   std::unique_ptr<asio::steady_timer> drain_timer_;
+  std::unique_ptr<OriginWireguard> wireguard_;  // [wireguard] (issue 10)
 };
+
+// tunnel_over_wireguard (issue 10): the edge's WireGuard address once the link has a fresh
+// handshake (waiting up to connect_timeout for the first one), else the public address.
+asio::awaitable<config::Endpoint> Origin::dial_target(asio::io_context::executor_type ex) {
+  if (!cfg_->tunnel_over_wireguard || !wireguard_) co_return cfg_->edge;
+  const auto deadline = std::chrono::steady_clock::now() + cfg_->connect_timeout;
+  while (!wireguard_->healthy() && std::chrono::steady_clock::now() < deadline && !stopping_) {
+    asio::steady_timer t(ex, std::chrono::milliseconds(100));
+    co_await t.async_wait(tuple_awaitable);
+  }
+  if (wireguard_->healthy()) co_return wireguard_->tunnel_endpoint(cfg_->edge);
+  log::warn("tunnel.wireguard_fallback",
+            {{"edge", cfg_->edge.to_string()},
+             {"detail", "the WireGuard link is not up: dialing the public address"}});
+  co_return cfg_->edge;
+}
 
 asio::awaitable<void> Origin::dial_loop(unsigned index, asio::io_context::executor_type ex) {
   std::mt19937_64 rng(std::random_device{}() ^ (std::uint64_t{index} << 32));
@@ -148,11 +168,12 @@ asio::awaitable<void> Origin::dial_loop(unsigned index, asio::io_context::execut
 }
 
 asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::executor_type ex) {
-  const std::string edge = cfg_->edge.to_string();
+  const config::Endpoint target = co_await dial_target(ex);
+  const std::string edge = target.to_string();
   const std::string conn_id = "o" + std::to_string(index);
   tcp::resolver resolver(ex);
-  auto [rec, results] = co_await resolver.async_resolve(
-      cfg_->edge.host, std::to_string(cfg_->edge.port), tuple_awaitable);
+  auto [rec, results] =
+      co_await resolver.async_resolve(target.host, std::to_string(target.port), tuple_awaitable);
   if (rec) {
     log::warn("tunnel.connect_failed",
               {{"conn", conn_id}, {"edge", edge}, {"error", rec.message()}});
@@ -415,6 +436,10 @@ admin::Response Origin::admin_response(std::string_view path) {
   } else if (path == "/readyz") {
     r.status = live > 0 && !stopping_ ? 200 : 503;
     r.body = r.status == 200 ? "ready\n" : "no live tunnel\n";
+    if (r.status == 200 && wireguard_ && !wireguard_->healthy()) {  // issue 10
+      r.status = 503;
+      r.body = "wireguard link unhealthy (no handshake with the edge for 3 minutes)\n";
+    }
   } else if (path == "/metrics") {
     r.content_type = "text/plain; version=0.0.4";
     r.body = "# TYPE hearth_tunnel_connections gauge\nhearth_tunnel_connections " +
@@ -427,10 +452,12 @@ admin::Response Origin::admin_response(std::string_view path) {
              "\n# TYPE hearth_bytes_total counter\nhearth_bytes_total{direction=\"in\"} " +
              std::to_string(in) + "\nhearth_bytes_total{direction=\"out\"} " + std::to_string(out) +
              "\n";
+    if (wireguard_) r.body += wireguard_->prometheus();
   } else if (path == "/status") {
     r.content_type = "application/json";
     r.body = "{\"origin\":\"" + cfg_->name + "\",\"edge\":\"" + cfg_->edge.to_string() +
-             "\",\"live\":" + std::to_string(live) + ",\"tunnels\":[" + tunnels + "]}\n";
+             "\",\"live\":" + std::to_string(live) + ",\"tunnels\":[" + tunnels + "]" +
+             (wireguard_ ? ",\"wireguard\":" + wireguard_->status_json() : "") + "}\n";
   } else {
     r.status = 404;
     r.body = "not found\n";
@@ -568,7 +595,9 @@ int Origin::run() {
                                {"routes", cfg_->routes.size()},
                                {"workers", workers_.size()}});
   auto control_guard = asio::make_work_guard(control_);
+  if (wireguard_) wireguard_->start(control_);
   run_contexts(control_, workers_);
+  if (wireguard_) wireguard_->shutdown();  // removes the link unless persist
   log::info("origin.stopped");
   return 0;
 }

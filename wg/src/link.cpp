@@ -260,7 +260,16 @@ void Link::shutdown() {
             {{"interface", spec_.interface}, {"error", ec ? ec.message() : std::string()}});
 }
 
-std::string status_json(const LinkStatus& s) {
+namespace {
+std::string name_of(const PeerStatus& p, const std::map<std::string, std::string>* names) {
+  if (names != nullptr) {
+    if (auto it = names->find(p.public_key); it != names->end()) return it->second;
+  }
+  return p.public_key;
+}
+}  // namespace
+
+std::string status_json(const LinkStatus& s, const std::map<std::string, std::string>* names) {
   std::string out =
       "{\"interface\":" + json_string(s.interface) + ",\"backend\":" + json_string(s.backend) +
       ",\"up\":" + (s.up ? "true" : "false") + ",\"public_key\":" + json_string(s.public_key) +
@@ -271,7 +280,8 @@ std::string status_json(const LinkStatus& s) {
   for (std::size_t i = 0; i < s.peers.size(); ++i) {
     const auto& p = s.peers[i];
     if (i) out += ',';
-    out += "{\"public_key\":" + json_string(p.public_key) +
+    out += "{\"name\":" + json_string(name_of(p, names)) +
+           ",\"public_key\":" + json_string(p.public_key) +
            ",\"endpoint\":" + json_string(p.endpoint) + ",\"allowed_ips\":[";
     for (std::size_t j = 0; j < p.allowed_ips.size(); ++j) {
       out += (j ? "," : "") + json_string(p.allowed_ips[j]);
@@ -285,7 +295,7 @@ std::string status_json(const LinkStatus& s) {
   return out + "]}";
 }
 
-std::string prometheus(const LinkStatus& s) {
+std::string prometheus(const LinkStatus& s, const std::map<std::string, std::string>* names) {
   const std::string iface = "interface=\"" + label(s.interface) + "\"";
   std::string out;
   out += "# HELP hearth_wireguard_up 1 while the WireGuard interface exists and answers.\n";
@@ -299,8 +309,8 @@ std::string prometheus(const LinkStatus& s) {
       "old.\n";
   out += "# TYPE hearth_wireguard_peer_healthy gauge\n";
   for (const auto& p : s.peers) {
-    out += "hearth_wireguard_peer_healthy{" + iface + ",peer=\"" + label(p.public_key) + "\"} " +
-           (p.healthy ? "1" : "0") + "\n";
+    out += "hearth_wireguard_peer_healthy{" + iface + ",peer=\"" + label(name_of(p, names)) +
+           "\"} " + (p.healthy ? "1" : "0") + "\n";
   }
   out +=
       "# HELP hearth_wireguard_peer_handshake_age_seconds Seconds since the last handshake (-1: "
@@ -308,12 +318,12 @@ std::string prometheus(const LinkStatus& s) {
   out += "# TYPE hearth_wireguard_peer_handshake_age_seconds gauge\n";
   for (const auto& p : s.peers) {
     out += "hearth_wireguard_peer_handshake_age_seconds{" + iface + ",peer=\"" +
-           label(p.public_key) + "\"} " + std::to_string(p.handshake_age_s) + "\n";
+           label(name_of(p, names)) + "\"} " + std::to_string(p.handshake_age_s) + "\n";
   }
   out += "# HELP hearth_wireguard_peer_bytes_total Bytes through the link, by direction.\n";
   out += "# TYPE hearth_wireguard_peer_bytes_total counter\n";
   for (const auto& p : s.peers) {
-    const std::string peer = iface + ",peer=\"" + label(p.public_key) + "\"";
+    const std::string peer = iface + ",peer=\"" + label(name_of(p, names)) + "\"";
     out += "hearth_wireguard_peer_bytes_total{" + peer + ",direction=\"rx\"} " +
            std::to_string(p.rx_bytes) + "\n";
     out += "hearth_wireguard_peer_bytes_total{" + peer + ",direction=\"tx\"} " +

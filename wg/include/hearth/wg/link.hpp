@@ -6,6 +6,7 @@
 // report std::error_code; Link's constructor throws with what to install or grant.
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,8 +80,12 @@ struct LinkStatus {
 };
 
 // JSON object and Prometheus lines for /status and /metrics (labels: interface, peer).
-std::string status_json(const LinkStatus& status);
-std::string prometheus(const LinkStatus& status);
+// `names` (optional) maps a peer's public key (base64) to a display name (the edge: the
+// origin's name), shown as "name" and as the metrics' peer label.
+std::string status_json(const LinkStatus& status,
+                        const std::map<std::string, std::string>* names = nullptr);
+std::string prometheus(const LinkStatus& status,
+                       const std::map<std::string, std::string>* names = nullptr);
 
 class Link {
  public:
