@@ -23,6 +23,7 @@ BUILD_DEPS=(
 # namespaces, wrk measures, procps gives ps and free (process and memory figures).
 TEST_DEPS=(
   curl openssl python3 python3-websockets nftables iproute2 wrk procps
+  wireguard-go wireguard-tools  # WireGuard link test (issue 10): userspace backend, `wg`
 )
 
 check_only=0
