@@ -201,7 +201,7 @@ void check_wireguard_token(const crypto::JoinToken& token) {
 std::string wireguard_section(const crypto::JoinToken& token,
                               const std::filesystem::path& key_file) {
   std::string toml;
-  toml += "\n# The WireGuard link to the edge (the home dials out, so CGNAT is fine). hearth\n";
+  toml += "# The WireGuard link to the edge (the home dials out, so CGNAT is fine). hearth\n";
   toml += "# creates the interface itself; it needs CAP_NET_ADMIN (see the README).\n";
   toml += "[wireguard]\n";
   toml += "interface            = \"hwg0\"\n";
@@ -573,13 +573,13 @@ void write_origin_config(const crypto::JoinToken& token, const std::filesystem::
     toml += "tunnel_over_wireguard = false  # true: dial the edge inside the WireGuard link\n";
   }
   toml += "\n";
+  if (token.has_wireguard()) toml += wireguard_section(token, wg_key_file) + "\n";
   toml += "# One [[routes]] per hostname (and path prefix) to publish. The edge accepts only\n";
   toml += "# the hostnames its [[origins]] entry lists for " + name + ".\n";
   toml += "[[routes]]\n";
   toml += "host    = \"app.example.com\"  # edit me\n";
   toml += "path    = \"/\"\n";
   toml += "service = \"http://127.0.0.1:3000\"\n";
-  if (token.has_wireguard()) toml += wireguard_section(token, wg_key_file);
   write_file(out, toml, public_file_mode, flags);
 }
 

@@ -22,7 +22,7 @@ wg::LinkSpec spec_of(const config::EdgeConfig& cfg) {
 
 }  // namespace
 
-EdgeWireguard::EdgeWireguard(const config::EdgeConfig& cfg) {
+EdgeWireguard::EdgeWireguard(const config::EdgeConfig& cfg) : started_(*cfg.wireguard) {
   auto spec = spec_of(cfg);
   spec.peers = peers_for(cfg);
   applied_ = spec.peers;
@@ -69,7 +69,19 @@ void EdgeWireguard::start(boost::asio::io_context& control, EdgeShared* shared) 
 
 void EdgeWireguard::tick() {
   if (!timer_) return;
-  auto peers = peers_for(*shared_->config());
+  const auto cfg = shared_->config();
+  // SIGHUP re-reads [[origins]] (so peers follow); the interface itself needs a restart.
+  const auto& now = cfg->wireguard;
+  const bool same = now && now->interface == started_.interface &&
+                    now->listen_port == started_.listen_port && now->address == started_.address &&
+                    now->private_key_file == started_.private_key_file &&
+                    now->persist == started_.persist;
+  if (!same && !warned_reload_) {
+    log::warn("wireguard.reload_ignored",
+              {{"detail", "[wireguard] changed: restart hearth-edge to apply it"}});
+    warned_reload_ = true;
+  }
+  auto peers = peers_for(*cfg);
   if (peers != applied_) {
     link_->set_peers(peers);
     applied_ = std::move(peers);

@@ -42,6 +42,8 @@ class EdgeWireguard {
   std::map<std::string, std::string> names_;  // public key (base64) -> origin name
   std::vector<wg::Peer> applied_;
   std::string records_error_;
+  const config::EdgeWireguard started_;  // the [wireguard] the link was made from
+  bool warned_reload_ = false;
 };
 
 }  // namespace hearth::edge

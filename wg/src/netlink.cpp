@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -563,8 +564,25 @@ int walk_data(const nlmsghdr* nlh, void* data) {
 }
 }  // namespace
 
+namespace {
+// Every nlmsghdr's length within the datagram. Checked here, not left to libmnl: its
+// mnl_nlmsg_ok compares nlmsg_len as an int, so a length of 2^31 or more passes there (the
+// fuzzer found it) and a message would claim gigabytes past the buffer.
+bool lengths_ok(Bytes datagram) {
+  std::size_t off = 0;
+  while (datagram.size() - off >= sizeof(nlmsghdr)) {
+    nlmsghdr h;
+    std::memcpy(&h, datagram.data() + off, sizeof h);
+    if (h.nlmsg_len < sizeof(nlmsghdr) || h.nlmsg_len > datagram.size() - off) return false;
+    off += std::min<std::size_t>(NLMSG_ALIGN(h.nlmsg_len), datagram.size() - off);
+  }
+  return true;
+}
+}  // namespace
+
 WalkResult walk_datagram(Bytes datagram, std::uint32_t seq, std::uint32_t portid,
                          const std::function<std::error_code(Bytes message)>& on_data) {
+  if (!lengths_ok(datagram)) return WalkResult{bad_message(), false, false};
   auto words = aligned_copy(datagram);
   WalkCtx ctx{&on_data, {}};
   errno = 0;
@@ -585,6 +603,7 @@ WalkResult walk_datagram(Bytes datagram, std::uint32_t seq, std::uint32_t portid
 }
 
 bool ends_dump(Bytes datagram) {
+  if (!lengths_ok(datagram)) return true;  // nothing more to read from a broken answer
   auto words = aligned_copy(datagram);
   auto* nlh = reinterpret_cast<const nlmsghdr*>(words.data());
   int len = static_cast<int>(datagram.size());

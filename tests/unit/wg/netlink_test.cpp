@@ -367,3 +367,13 @@ TEST_CASE("malformed WG_CMD_GET_DEVICE messages are refused, never trusted", "[w
     (void)nl::parse_device_message(nl::Bytes(good.data(), n), t);  // no crash, no overread (ASan)
   }
 }
+
+TEST_CASE("a netlink length of 2^31 or more is refused (found by wg_fuzz)", "[wg][netlink]") {
+  // libmnl's mnl_nlmsg_ok compares nlmsg_len as an int: 0x85858585 would pass there.
+  Bytes datagram(64, 0x85);
+  const auto r = nl::walk_datagram(datagram, 0, 0, [](nl::Bytes) { return std::error_code(); });
+  CHECK(r.error == std::errc::bad_message);
+  CHECK(nl::ends_dump(datagram));
+  Bytes zero_len(20, 0);
+  CHECK(nl::walk_datagram(zero_len, 0, 0, [](nl::Bytes) { return std::error_code(); }).error);
+}
