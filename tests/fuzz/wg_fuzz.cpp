@@ -33,7 +33,8 @@ void device_round_trip(const Device& d) {
   Device back;
   bool done = false;
   for (const auto& m : parts) {
-    auto r = nl::walk_datagram(m, 1, 0, [&](nl::Bytes msg) { return nl::parse_device_message(msg, back); });
+    auto r = nl::walk_datagram(m, 1, 0,
+                               [&](nl::Bytes msg) { return nl::parse_device_message(msg, back); });
     FUZZ_CHECK(!r.error && !r.interrupted);
     done = r.done;
   }
@@ -57,7 +58,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
     case 1: {
       Device d;
-      (void)nl::walk_datagram(input, 0, 0, [&](nl::Bytes m) { return nl::parse_device_message(m, d); });
+      (void)nl::walk_datagram(input, 0, 0,
+                              [&](nl::Bytes m) { return nl::parse_device_message(m, d); });
       (void)nl::ends_dump(input);
       break;
     }

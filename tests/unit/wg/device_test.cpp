@@ -171,20 +171,27 @@ TEST_CASE("link status as JSON and Prometheus text", "[wg][status]") {
   s.peers = {fresh, never};
   const std::map<std::string, std::string> names{{"KEY1", "nas"}};
   const std::string json = status_json(s, &names);
-  CHECK(json ==
-        "{\"interface\":\"hwg0\",\"backend\":\"wireguard-go\",\"up\":true,\"public_key\":\"\","
-        "\"listen_port\":51820,\"repairs\":2,\"peers\":[{\"name\":\"nas\",\"public_key\":\"KEY1\","
-        "\"endpoint\":\"198.18.0.2:40112\",\"allowed_ips\":[\"10.77.0.2/32\"],\"handshake_age_s\":12,"
-        "\"rx_bytes\":100,\"tx_bytes\":200,\"healthy\":true},{\"name\":\"KEY2\",\"public_key\":\"KEY2\","
-        "\"endpoint\":\"\",\"allowed_ips\":[],\"handshake_age_s\":null,\"rx_bytes\":0,\"tx_bytes\":0,"
-        "\"healthy\":false}]}");
+  CHECK(
+      json ==
+      "{\"interface\":\"hwg0\",\"backend\":\"wireguard-go\",\"up\":true,\"public_key\":\"\","
+      "\"listen_port\":51820,\"repairs\":2,\"peers\":[{\"name\":\"nas\",\"public_key\":\"KEY1\","
+      "\"endpoint\":\"198.18.0.2:40112\",\"allowed_ips\":[\"10.77.0.2/32\"],\"handshake_age_s\":12,"
+      "\"rx_bytes\":100,\"tx_bytes\":200,\"healthy\":true},{\"name\":\"KEY2\",\"public_key\":"
+      "\"KEY2\","
+      "\"endpoint\":\"\",\"allowed_ips\":[],\"handshake_age_s\":null,\"rx_bytes\":0,\"tx_bytes\":0,"
+      "\"healthy\":false}]}");
   const std::string text = prometheus(s, &names);
-  CHECK_THAT(text, Catch::Contains("hearth_wireguard_up{interface=\"hwg0\",backend=\"wireguard-go\"} 1\n"));
-  CHECK_THAT(text, Catch::Contains("hearth_wireguard_peer_healthy{interface=\"hwg0\",peer=\"nas\"} 1\n"));
-  CHECK_THAT(text, Catch::Contains("hearth_wireguard_peer_healthy{interface=\"hwg0\",peer=\"KEY2\"} 0\n"));
   CHECK_THAT(text, Catch::Contains(
-                       "hearth_wireguard_peer_handshake_age_seconds{interface=\"hwg0\",peer=\"KEY2\"} -1\n"));
-  CHECK_THAT(text, Catch::Contains(
-                       "hearth_wireguard_peer_bytes_total{interface=\"hwg0\",peer=\"nas\",direction=\"rx\"} 100\n"));
+                       "hearth_wireguard_up{interface=\"hwg0\",backend=\"wireguard-go\"} 1\n"));
+  CHECK_THAT(text,
+             Catch::Contains("hearth_wireguard_peer_healthy{interface=\"hwg0\",peer=\"nas\"} 1\n"));
+  CHECK_THAT(
+      text, Catch::Contains("hearth_wireguard_peer_healthy{interface=\"hwg0\",peer=\"KEY2\"} 0\n"));
+  CHECK_THAT(
+      text,
+      Catch::Contains(
+          "hearth_wireguard_peer_handshake_age_seconds{interface=\"hwg0\",peer=\"KEY2\"} -1\n"));
+  CHECK_THAT(text, Catch::Contains("hearth_wireguard_peer_bytes_total{interface=\"hwg0\",peer="
+                                   "\"nas\",direction=\"rx\"} 100\n"));
   CHECK(handshake_stale_after == std::chrono::seconds(180));
 }
