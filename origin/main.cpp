@@ -61,8 +61,12 @@ int main(int argc, char** argv) {
       std::cerr << "join: " << e.what() << "\n";
       return 2;
     }
-    std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out)
-              << "\nedit its [[routes]], then: hearth-origin check --config " << out
+    std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out);
+    if (decoded->has_wireguard()) {  // issue 10
+      std::cout << " and its WireGuard key " << hearth::config::origin_wireguard_key_path_for(out)
+                << " (WireGuard address " << decoded->wg_address << ")";
+    }
+    std::cout << "\nedit its [[routes]], then: hearth-origin check --config " << out
               << " && hearth-origin run --config " << out << "\n";
     return 0;
   }
