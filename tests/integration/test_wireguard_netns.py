@@ -112,7 +112,8 @@ def main():
 
     try:
         svc = h.start_service("home", netns=topo.origin)
-        h.write_edge_config(host=EDGE_IP, ports=(8443, 8080, 7443, 9901))
+        h.write_edge_config(host=EDGE_IP, ports=(8443, 8080, 7443, 9901),
+                            origins=[("nas", ["app.test", "*.app.test"]), ("pi", ["pi.test"])])
         with open(h.edge_conf) as f:
             text = f.read()
         # The tunnel listener must also accept on the edge's WireGuard address.
@@ -224,6 +225,22 @@ def main():
         finally:
             srv.kill()
             srv.wait(5)
+
+    @run.case
+    def invite_and_sighup_reach_the_running_edge():
+        names = lambda: sorted(p["name"] for p in edge_status()["wireguard"]["peers"])  # noqa: E731
+        token = h.invite("pi", edge_address="%s:7443" % EDGE_IP)
+        expect("hearth1-" in token, "invite pi")
+        wait_until(lambda: names() == ["nas", "pi"], 5, 0.1, "the invited origin as a peer without a reload")
+        with open(h.edge_conf) as f:
+            text = f.read()
+        with open(h.edge_conf, "w") as f:
+            f.write(text.replace('[[origins]]\nname = "pi"\nhostnames = ["pi.test"]\n', ""))
+        mark = edge.mark()
+        edge.signal(signal.SIGHUP)
+        edge.wait_event("reload.done", timeout=5, since=mark)
+        wait_until(lambda: names() == ["nas"], 5, 0.1, "pi's peer gone after SIGHUP dropped it from [[origins]]")
+        expect(edge_peer().get("healthy"), "nas still healthy: %s" % edge_peer())
 
     @run.case
     def killing_wireguard_go_is_noticed_and_repaired():

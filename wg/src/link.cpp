@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -194,12 +195,25 @@ void Link::refresh_locked() {
 void Link::set_peers(std::vector<Peer> peers) {
   std::lock_guard lock(mu_);
   if (shut_) return;
-  spec_.peers = std::move(peers);
+  // Not replace_peers: that would drop the sessions (and learned endpoints) of the peers
+  // that stay. Removed ones are removed, the others updated in place.
   Device d;
   d.name = spec_.interface;
-  d.replace_peers = true;
-  d.peers = spec_.peers;
-  for (auto& p : d.peers) p.replace_allowed_ips = true;
+  for (const auto& old : spec_.peers) {
+    const bool kept = std::any_of(peers.begin(), peers.end(),
+                                  [&](const Peer& p) { return p.public_key == old.public_key; });
+    if (!kept) {
+      Peer gone;
+      gone.public_key = old.public_key;
+      gone.remove = true;
+      d.peers.push_back(gone);
+    }
+  }
+  spec_.peers = std::move(peers);
+  for (auto p : spec_.peers) {
+    p.replace_allowed_ips = true;
+    d.peers.push_back(std::move(p));
+  }
   if (auto ec = backend_->set_device(d)) {
     log::error("wireguard.set_peers_failed",
                {{"interface", spec_.interface}, {"error", ec.message()}});
