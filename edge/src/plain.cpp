@@ -7,10 +7,10 @@
 #include <boost/beast/http.hpp>
 
 #include "hearth/common/admin.hpp"
-#include "wireguard.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "shared.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::edge {
 namespace {
