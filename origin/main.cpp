@@ -96,8 +96,12 @@ int main(int argc, char** argv) {
       std::cerr << "join: " << hearth::error_text(e) << "\n";
       return 2;
     }
-    std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out)
-              << (routes.empty() ? "\nedit the service of each of its [[routes]], then:"
+    std::cout << "wrote " << out << " and its key " << hearth::config::origin_key_path_for(out);
+    if (decoded->has_wireguard()) {  // issue 10
+      std::cout << " and its WireGuard key " << hearth::config::origin_wireguard_key_path_for(out)
+                << " (WireGuard address " << decoded->wg_address << ")";
+    }
+    std::cout << (routes.empty() ? "\nedit the service of each of its [[routes]], then:"
                                  : "\ncheck it, then run it:")
               << " hearth-origin check --config " << out << " && hearth-origin run --config " << out
               << "\n";

@@ -30,6 +30,7 @@ TEST_DEPS=(
   pebble
   # issue 13: promtool (metrics lint), headless Chromium (dashboard), lintian (the .deb)
   prometheus chromium lintian
+  wireguard-go wireguard-tools  # WireGuard link test (issue 10): userspace backend, `wg`
 )
 
 check_only=0

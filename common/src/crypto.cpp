@@ -408,6 +408,19 @@ std::string encode_join_token(const JoinToken& token) {
     check("host", host);
     payload += "host=" + host + "\n";
   }
+  // WireGuard link (issue 10): optional wg_* lines.
+  if (token.has_wireguard()) {
+    check("wg_edge_public_key", token.wg_edge_public_key);
+    check("wg_endpoint", token.wg_endpoint);
+    check("wg_edge_address", token.wg_edge_address);
+    check("wg_address", token.wg_address);
+    check("wg_private_key", token.wg_private_key);
+    payload += "wg_edge_public_key=" + token.wg_edge_public_key + "\n";
+    payload += "wg_endpoint=" + token.wg_endpoint + "\n";
+    payload += "wg_edge_address=" + token.wg_edge_address + "\n";
+    payload += "wg_address=" + token.wg_address + "\n";
+    payload += "wg_private_key=" + token.wg_private_key + "\n";
+  }
   std::string out(token_prefix);
   out += base64_encode(payload, b64_url);
   OPENSSL_cleanse(payload.data(), payload.size());
@@ -449,6 +462,7 @@ std::optional<JoinToken> decode_join_token(std::string_view text) {
   JoinToken token;
   std::string key_b64;
   bool have_edge = false, have_pin = false, have_name = false, have_key = false;
+  bool have_wg[5] = {};  // WireGuard link (issue 10): optional, all five or none
   std::string_view rest = *payload;
   while (!rest.empty()) {
     const std::size_t nl = rest.find('\n');  // present: the payload ends with '\n'
@@ -480,6 +494,16 @@ std::optional<JoinToken> decode_join_token(std::string_view text) {
     } else if (field == "host") {
       ok = plausible_hostname_pattern(value) && token.hostnames.size() < max_token_hosts;
       if (ok) token.hostnames.emplace_back(value);
+    } else if (field == "wg_edge_public_key") {
+      ok = take(have_wg[0], token.wg_edge_public_key);
+    } else if (field == "wg_endpoint") {
+      ok = take(have_wg[1], token.wg_endpoint);
+    } else if (field == "wg_edge_address") {
+      ok = take(have_wg[2], token.wg_edge_address);
+    } else if (field == "wg_address") {
+      ok = take(have_wg[3], token.wg_address);
+    } else if (field == "wg_private_key") {
+      ok = take(have_wg[4], token.wg_private_key);
     }
     if (!ok) {
       return std::nullopt;
@@ -492,6 +516,25 @@ std::optional<JoinToken> decode_join_token(std::string_view text) {
   auto key_pem = base64_decode(key_b64, b64_std);
   if (!key_pem || !pin_of_private_key_pem(*key_pem)) {
     return std::nullopt;
+  }
+  {
+    // WireGuard: all five lines or none; keys are 32 bytes of base64, the rest short
+    // printable text (write_origin_config checks addresses in full).
+    const int n = have_wg[0] + have_wg[1] + have_wg[2] + have_wg[3] + have_wg[4];
+    const auto wg_key_ok = [](const std::string& k) {
+      if (k.size() != 44 || k.back() != '=') return false;  // padded, as `wg` prints keys
+      const auto raw = base64_decode(std::string_view(k).substr(0, 43), b64_std);
+      return raw && raw->size() == 32;
+    };
+    const auto short_text = [](const std::string& v) {
+      return !v.empty() && v.size() <= 300 &&
+             std::all_of(v.begin(), v.end(), [](char c) { return c > ' ' && c < 0x7f; });
+    };
+    if (n != 0 && (n != 5 || !wg_key_ok(token.wg_edge_public_key) ||
+                   !wg_key_ok(token.wg_private_key) || !short_text(token.wg_endpoint) ||
+                   !short_text(token.wg_edge_address) || !short_text(token.wg_address))) {
+      return std::nullopt;
+    }
   }
   token.origin_key_pem = std::move(*key_pem);
   return token;

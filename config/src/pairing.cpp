@@ -165,6 +165,65 @@ void check_token(const crypto::JoinToken& token) {
   }
 }
 
+// --- WireGuard link (issue 10) -------------------------------------------------------------
+
+std::string trim(std::string_view text) {
+  constexpr std::string_view space = " \t\r\n";
+  const std::size_t first = text.find_first_not_of(space);
+  if (first == std::string_view::npos) return "";
+  return std::string(text.substr(first, text.find_last_not_of(space) - first + 1));
+}
+
+wg::IpPrefix host_prefix(const wg::IpAddress& a) {
+  return wg::IpPrefix{a, static_cast<std::uint8_t>(a.size() * 8)};
+}
+
+// `base` + n, big-endian over the address bytes.
+wg::IpAddress add_to(wg::IpAddress base, std::uint64_t n) {
+  for (std::size_t i = base.size(); i-- > 0 && n != 0;) {
+    const std::uint64_t sum = base.bytes[i] + (n & 0xff);
+    base.bytes[i] = static_cast<std::uint8_t>(sum);
+    n = (n >> 8) + (sum >> 8);
+  }
+  return base;
+}
+
+void check_wireguard_token(const crypto::JoinToken& token) {
+  const auto address = wg::parse_prefix(token.wg_address);
+  const auto edge_address = wg::parse_ip(token.wg_edge_address);
+  const auto endpoint = parse_endpoint(token.wg_endpoint);
+  if (!address || !edge_address || !endpoint || endpoint->port == 0 ||
+      !wg::key_from_base64(token.wg_edge_public_key) ||
+      !wg::key_from_base64(token.wg_private_key)) {
+    throw std::invalid_argument("join token: the WireGuard fields are not valid");
+  }
+}
+
+// The origin's [wireguard] section, as `join` writes it.
+std::string wireguard_section(const crypto::JoinToken& token,
+                              const std::filesystem::path& key_file) {
+  std::string toml;
+  toml += "# The WireGuard link to the edge (the home dials out, so CGNAT is fine). hearth\n";
+  toml += "# creates the interface itself; it needs CAP_NET_ADMIN (see the README).\n";
+  toml += "[wireguard]\n";
+  toml += "interface            = \"hwg0\"\n";
+  toml += "address              = " + toml_string(token.wg_address) + "  # this origin's\n";
+  toml += "persistent_keepalive = \"25s\"\n";
+  const auto address = wg::parse_prefix(token.wg_address);
+  toml += "allowed_ips          = [" + toml_string(host_prefix(address->address).to_string()) +
+          "]  # what the edge may reach at home\n";
+  toml += "private_key_file     = " + toml_string(key_file.filename().string()) +
+          "  # keep it secret\n";
+  toml += "edge_public_key      = " + toml_string(token.wg_edge_public_key) + "\n";
+  toml += "edge_endpoint        = " + toml_string(token.wg_endpoint) +
+          "  # the edge's WireGuard listener\n";
+  toml += "edge_address         = " + toml_string(token.wg_edge_address) +
+          "  # the edge inside the link\n";
+  return toml;
+}
+
+// --- end of WireGuard helpers --------------------------------------------------------------
+
 }  // namespace
 
 std::filesystem::path edge_key_path(const std::filesystem::path& state_dir) {
@@ -301,12 +360,169 @@ std::string invite_origin(const EdgeConfig& cfg, std::string_view name,
   for (const auto& grant : cfg.origins) {
     if (grant.name == name) hostnames = grant.hostnames;
   }
-  // Designated: fields added later (WireGuard) need no change here.
-  return crypto::encode_join_token(crypto::JoinToken{.edge = std::string(edge_address),
-                                                     .edge_pin = *edge_pin,
-                                                     .origin_name = std::string(name),
-                                                     .origin_key_pem = origin_key,
-                                                     .hostnames = hostnames});
+  crypto::JoinToken token{std::string(edge_address), *edge_pin, std::string(name), origin_key};
+  token.hostnames = hostnames;
+  if (cfg.wireguard) {
+    // WireGuard link (issue 10): the origin's key pair and address, recorded for the edge.
+    const auto& w = *cfg.wireguard;
+    const wg::Key edge_wg_key = load_or_create_wireguard_key(w.private_key_file);
+    const auto edge_wg_public = wg::public_key_of(edge_wg_key);
+    const wg::Key origin_wg_key = wg::generate_private_key();
+    const auto origin_wg_public = wg::public_key_of(origin_wg_key);
+    if (!edge_wg_public || !origin_wg_public)
+      throw std::runtime_error("cannot derive WireGuard keys");
+    auto records = load_wireguard_records(cfg.state_dir);
+    std::optional<wg::IpAddress> address;
+    std::vector<wg::IpPrefix> allowed;
+    for (auto it = records.begin(); it != records.end(); ++it) {
+      if (it->name == name) {  // invited again: same address and routes, new key
+        address = it->address.address;
+        allowed = it->allowed_ips;
+        records.erase(it);
+        break;
+      }
+    }
+    if (!address || !w.address.contains(*address)) {
+      address = next_free_address(w.address, records);
+      allowed = {host_prefix(*address)};
+    }
+    std::string record = "# invited " + utc_now() +
+                         "\npublic_key=" + wg::key_to_base64(*origin_wg_public) +
+                         "\naddress=" + host_prefix(*address).to_string() + "\nallowed_ips=";
+    for (std::size_t i = 0; i < allowed.size(); ++i)
+      record += (i ? "," : "") + allowed[i].to_string();
+    record += "\n";
+    write_file(wireguard_record_path(cfg.state_dir, name), record, private_file_mode, O_TRUNC);
+    token.wg_edge_public_key = wg::key_to_base64(*edge_wg_public);
+    token.wg_endpoint = Endpoint{edge->host, w.listen_port}.to_string();
+    token.wg_edge_address = w.address.address.to_string();
+    token.wg_address = wg::IpPrefix{*address, w.address.cidr}.to_string();
+    token.wg_private_key = wg::key_to_base64(origin_wg_key);
+  }
+  return crypto::encode_join_token(token);
+}
+
+std::filesystem::path wireguard_record_path(const std::filesystem::path& state_dir,
+                                            std::string_view name) {
+  return state_dir / "origins" / (std::string(name) + ".wg");
+}
+
+std::vector<WireguardPeerRecord> load_wireguard_records(const std::filesystem::path& state_dir) {
+  std::vector<WireguardPeerRecord> out;
+  const auto dir = state_dir / "origins";
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) return out;
+  std::filesystem::directory_iterator it(dir, ec);
+  if (ec) throw std::runtime_error("cannot list " + dir.string() + ": " + ec.message());
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : it) {
+    if (entry.path().extension() == ".wg" &&
+        detail::valid_origin_name(entry.path().stem().string()) && entry.is_regular_file(ec)) {
+      files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) {
+    auto read = detail::read_file(file, 1 << 16);
+    if (!read.text) throw std::runtime_error(read.error);
+    WireguardPeerRecord r;
+    r.name = file.stem().string();
+    bool have_key = false, have_address = false;
+    std::string_view rest = *read.text;
+    for (int line_no = 1; !rest.empty(); ++line_no) {
+      const std::size_t nl = rest.find('\n');
+      std::string line = trim(rest.substr(0, nl).substr(0, rest.substr(0, nl).find('#')));
+      rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+      if (line.empty()) continue;
+      const auto where = file.string() + ":" + std::to_string(line_no) + ": ";
+      const std::size_t eq = line.find('=');
+      const std::string key = eq == std::string::npos ? line : trim(line.substr(0, eq));
+      const std::string value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
+      if (key == "public_key") {
+        auto k = wg::key_from_base64(value);
+        if (!k) throw std::runtime_error(where + "public_key: not a WireGuard key");
+        r.public_key = *k;
+        have_key = true;
+      } else if (key == "address") {
+        auto a = wg::parse_prefix(value, true);
+        if (!a) throw std::runtime_error(where + "address: not an address");
+        r.address = host_prefix(a->address);
+        have_address = true;
+      } else if (key == "allowed_ips") {
+        std::string_view list = value;
+        while (!list.empty()) {
+          const std::size_t comma = list.find(',');
+          const std::string item = trim(list.substr(0, comma));
+          list.remove_prefix(comma == std::string_view::npos ? list.size() : comma + 1);
+          if (item.empty()) continue;
+          auto a = wg::parse_prefix(item, true);
+          if (!a) throw std::runtime_error(where + "allowed_ips: not a prefix: " + item);
+          r.allowed_ips.push_back(*a);
+        }
+      } else {
+        throw std::runtime_error(where + "unknown key (expected public_key, address, allowed_ips)");
+      }
+    }
+    if (!have_key || !have_address) {
+      throw std::runtime_error(file.string() + ": needs public_key= and address= lines");
+    }
+    if (r.allowed_ips.empty()) r.allowed_ips.push_back(r.address);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+wg::Key load_or_create_wireguard_key(const std::filesystem::path& file) {
+  const auto read_key = [&] {
+    auto read = detail::read_file(file, 4096);
+    if (!read.text) throw std::runtime_error(read.error);
+    auto key = wg::key_from_base64(trim(*read.text));
+    if (!key) throw std::runtime_error(file.string() + ": not a WireGuard private key (base64)");
+    return *key;
+  };
+  std::error_code ec;
+  if (std::filesystem::symlink_status(file, ec).type() != std::filesystem::file_type::not_found) {
+    return read_key();
+  }
+  ensure_directory(file.parent_path().empty() ? "." : file.parent_path(), private_dir_mode);
+  // As for tunnel.key: written aside, then link()ed into place, so racing starts agree.
+  const wg::Key key = wg::generate_private_key();
+  const auto tmp = file.string() + ".tmp-" + crypto::random_hex(8);
+  write_file(tmp, wg::key_to_base64(key) + "\n", private_file_mode, O_EXCL);
+  const int rc = ::link(tmp.c_str(), file.c_str());
+  const int link_errno = errno;
+  ::unlink(tmp.c_str());
+  if (rc != 0) {
+    if (link_errno == EEXIST) return read_key();
+    errno = link_errno;
+    throw_errno("cannot create", file);
+  }
+  return key;
+}
+
+wg::IpAddress next_free_address(const wg::IpPrefix& edge,
+                                const std::vector<WireguardPeerRecord>& taken) {
+  const wg::IpPrefix net = edge.network();
+  const std::size_t host_bits = edge.address.size() * 8 - edge.cidr;
+  // At most 2^16 candidates: plenty of origins, and a bounded scan for a huge IPv6 subnet.
+  const std::uint64_t count =
+      host_bits >= 17 ? (std::uint64_t{1} << 16) : (std::uint64_t{1} << host_bits) - 1;
+  for (std::uint64_t n = 1; n < count; ++n) {
+    const wg::IpAddress candidate = add_to(net.address, n);
+    if (candidate == edge.address) continue;
+    const bool used = std::any_of(taken.begin(), taken.end(), [&](const WireguardPeerRecord& r) {
+      return r.address.address == candidate;
+    });
+    if (!used) return candidate;
+  }
+  throw std::runtime_error("no free WireGuard address left in " + net.to_string() +
+                           " (widen [wireguard] address, or remove old origins/*.wg records)");
+}
+
+std::filesystem::path origin_wireguard_key_path_for(const std::filesystem::path& out) {
+  auto key = out;
+  key.replace_extension(".wg.key");
+  return key;
 }
 
 std::filesystem::path origin_key_path_for(const std::filesystem::path& out) {
@@ -405,9 +621,12 @@ JoinRoute parse_join_route(std::string_view text) {
 void write_origin_config(const crypto::JoinToken& token, const std::filesystem::path& out,
                          bool overwrite, const std::vector<JoinRoute>& routes) {
   check_token(token);
+  if (token.has_wireguard()) check_wireguard_token(token);
   const auto key_file = origin_key_path_for(out);
+  const auto wg_key_file = origin_wireguard_key_path_for(out);
   if (!overwrite) {
-    for (const auto& file : {out, key_file}) {
+    for (const auto& file : {out, key_file, wg_key_file}) {
+      if (file == wg_key_file && !token.has_wireguard()) continue;
       std::error_code ec;
       if (std::filesystem::exists(std::filesystem::symlink_status(file, ec))) {
         throw std::runtime_error("refusing to overwrite existing file " + file.string());
@@ -425,6 +644,9 @@ void write_origin_config(const crypto::JoinToken& token, const std::filesystem::
 
   const int flags = overwrite ? O_TRUNC : O_EXCL;
   write_file(key_file, token.origin_key_pem, private_file_mode, flags);
+  if (token.has_wireguard()) {
+    write_file(wg_key_file, token.wg_private_key + "\n", private_file_mode, flags);
+  }
 
   const std::string name = toml_string(token.origin_name);
   std::string toml;
@@ -437,7 +659,12 @@ void write_origin_config(const crypto::JoinToken& token, const std::filesystem::
   toml += "edge_pin    = " + toml_string(token.edge_pin) + "  # the edge's tunnel key\n";
   toml += "key_file    = " + toml_string(key_file.filename().string()) +
           "  # this origin's private key, relative to this file: keep it secret\n";
-  toml += "connections = 2  # parallel tunnel connections\n\n";
+  toml += "connections = 2  # parallel tunnel connections\n";
+  if (token.has_wireguard()) {
+    toml += "tunnel_over_wireguard = false  # true: dial the edge inside the WireGuard link\n";
+  }
+  toml += "\n";
+  if (token.has_wireguard()) toml += wireguard_section(token, wg_key_file) + "\n";
   toml += "# One [[routes]] per hostname (and path prefix) to publish. The edge accepts only\n";
   toml += "# the hostnames its [[origins]] entry lists for " + name;
   if (!token.hostnames.empty()) {

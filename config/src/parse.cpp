@@ -617,6 +617,181 @@ void read_acme(Context& ctx, TableReader& top, EdgeConfig& cfg) {
   cfg.acme = std::move(acme);
 }
 
+// --- [wireguard] (issue 10: the WireGuard link) ------------------------------------------
+
+constexpr std::int64_t max_keepalive_seconds = 65535;  // WireGuard's u16
+
+bool valid_interface_name(std::string_view name) {
+  // IFNAMSIZ - 1 characters the kernel and wireguard-go's socket path both accept.
+  return !name.empty() && name.size() <= 15 && name != "." && name != ".." &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.';
+         });
+}
+
+void wg_interface(TableReader& r, std::string& out) {
+  if (auto name = r.string("interface")) {
+    if (valid_interface_name(*name)) {
+      out = *name;
+    } else {
+      r.bad_value("interface", *r.find("interface"),
+                  "not a valid interface name: " + in_quotes(*name) +
+                      " (1 to 15 letters, digits, '-', '_' or '.')");
+    }
+  }
+}
+
+std::optional<wg::IpPrefix> wg_prefix(TableReader& r, std::string_view key, bool required) {
+  auto text = r.string(key, required);
+  if (!text) return std::nullopt;
+  auto prefix = wg::parse_prefix(*text);
+  if (!prefix) {
+    r.bad_value(
+        key, *r.find(key),
+        "not an address with a prefix length: " + in_quotes(*text) + " (e.g. \"10.77.0.1/24\")");
+  }
+  return prefix;
+}
+
+// A base64 WireGuard key, inline.
+std::optional<wg::Key> wg_key(TableReader& r, std::string_view key, bool required) {
+  auto text = r.string(key, required);
+  if (!text) return std::nullopt;
+  auto k = wg::key_from_base64(*text);
+  if (!k) {
+    r.bad_value(key, *r.find(key),
+                "not a WireGuard key (44 characters of base64, as `wg genkey` prints)");
+  }
+  return k;
+}
+
+// A key file: one base64 key (what `wg genkey` writes), surrounding whitespace ignored.
+std::optional<wg::Key> wg_key_file(TableReader& r, std::string_view key,
+                                   const std::filesystem::path& file) {
+  auto read = detail::read_file(file, 4096);
+  if (!read.text) {
+    r.bad_value(key, *r.find(key), read.error);
+    return std::nullopt;
+  }
+  std::string_view text = *read.text;
+  constexpr std::string_view space = " \t\r\n";
+  const std::size_t first = text.find_first_not_of(space);
+  text = first == std::string_view::npos
+             ? std::string_view()
+             : text.substr(first, text.find_last_not_of(space) - first + 1);
+  auto k = wg::key_from_base64(text);
+  if (!k) {
+    r.bad_value(key, *r.find(key),
+                "not a WireGuard private key (one line of base64): " + file.string());
+  }
+  return k;
+}
+
+void read_edge_wireguard(Context& ctx, TableReader& top, EdgeConfig& cfg) {
+  const toml::table* table = top.table("wireguard");
+  if (table == nullptr) return;
+  TableReader r(ctx, table, "wireguard");
+  EdgeWireguard w;
+  wg_interface(r, w.interface);
+  r.integer("listen_port", w.listen_port, 1, 65535);
+  if (auto address = wg_prefix(r, "address", true)) {
+    const std::size_t bits = address->address.size() * 8;
+    if (address->cidr + 2 > static_cast<int>(bits)) {
+      r.bad_value("address", *r.find("address"),
+                  "the prefix leaves no addresses for origins: " + address->to_string() +
+                      " (e.g. \"10.77.0.1/24\")");
+    } else if (address->network().address == address->address) {
+      r.bad_value("address", *r.find("address"),
+                  "is the network address of its subnet; give the edge's own address in "
+                  "it, e.g. \"10.77.0.1/24\"");
+    } else {
+      w.address = *address;
+    }
+  }
+  if (auto file = r.path_value("private_key_file", false)) {
+    w.private_key_file = *file;
+    std::error_code ec;
+    // Created at start when missing; when present it must be a key.
+    if (std::filesystem::exists(*file, ec)) wg_key_file(r, "private_key_file", *file);
+  } else {
+    w.private_key_file = cfg.state_dir / "wireguard.key";
+  }
+  if (auto persist = r.boolean("persist")) w.persist = *persist;
+  r.reject_unknown_keys();
+  cfg.wireguard = std::move(w);
+}
+
+void read_origin_wireguard(Context& ctx, TableReader& top, OriginConfig& cfg,
+                           const toml::node* over_wireguard) {
+  const toml::table* table = top.table("wireguard");
+  if (table == nullptr) {
+    if (cfg.tunnel_over_wireguard && over_wireguard != nullptr) {
+      ctx.add(over_wireguard->source(), "origin.tunnel_over_wireguard",
+              "needs a [wireguard] section (hearth-origin join writes it when the edge has one)");
+    }
+    return;
+  }
+  TableReader r(ctx, table, "wireguard");
+  OriginWireguard w;
+  wg_interface(r, w.interface);
+  if (auto address = wg_prefix(r, "address", true)) w.address = *address;
+  r.duration("persistent_keepalive", w.persistent_keepalive);
+  if (w.persistent_keepalive > std::chrono::seconds(max_keepalive_seconds)) {
+    r.bad_value("persistent_keepalive", *r.find("persistent_keepalive"),
+                "must be at most " + std::to_string(max_keepalive_seconds) + "s");
+  }
+  if (const toml::array* ips = r.array("allowed_ips")) {
+    for (std::size_t i = 0; i < ips->size(); ++i) {
+      const toml::node& node = (*ips)[i];
+      const std::string path = index_key(r.key_path("allowed_ips"), i);
+      const auto* text = node.as_string();
+      auto prefix = text ? wg::parse_prefix(text->get(), /*allow_bare=*/true) : std::nullopt;
+      if (!prefix) {
+        ctx.add(node.source(), path, "not an address or prefix such as \"192.168.1.0/24\"");
+        continue;
+      }
+      w.allowed_ips.push_back(*prefix);
+    }
+  } else if (w.address.address.family != 0) {
+    w.allowed_ips.push_back(
+        wg::IpPrefix{w.address.address, static_cast<std::uint8_t>(w.address.address.size() * 8)});
+  }
+  // The private key: private_key_file or inline private_key, exactly one.
+  const toml::node* file_node = r.find("private_key_file");
+  const toml::node* inline_node = r.find("private_key");
+  if (file_node != nullptr && inline_node != nullptr) {
+    r.bad_value("private_key", *inline_node,
+                "give either private_key_file or private_key, not both");
+  } else if (file_node == nullptr && inline_node == nullptr) {
+    r.missing("private_key_file", "missing required key (or an inline `private_key`)");
+  } else if (file_node != nullptr) {
+    if (auto file = r.path_value("private_key_file", true)) {
+      if (auto k = wg_key_file(r, "private_key_file", *file)) {
+        w.private_key = *k;
+        w.private_key_file = *file;
+      }
+    }
+  } else if (auto k = wg_key(r, "private_key", true)) {
+    w.private_key = *k;
+  }
+  if (auto k = wg_key(r, "edge_public_key", true)) w.edge_public_key = *k;
+  if (auto ep = r.endpoint("edge_endpoint", true, /*allow_port_zero=*/false)) w.edge_endpoint = *ep;
+  if (auto text = r.string("edge_address", true)) {
+    if (auto ip = wg::parse_ip(*text)) {
+      w.edge_address = *ip;
+    } else {
+      r.bad_value("edge_address", *r.find("edge_address"),
+                  "not an IP address: " + in_quotes(*text) + " (the edge's WireGuard address)");
+    }
+  }
+  if (auto persist = r.boolean("persist")) w.persist = *persist;
+  r.reject_unknown_keys();
+  cfg.wireguard = std::move(w);
+}
+
+// --- end of [wireguard] -------------------------------------------------------------------
+
 void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
   TableReader top(ctx, &root, "");
 
@@ -802,6 +977,7 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
     });
   }
   read_acme(ctx, top, cfg);
+  read_edge_wireguard(ctx, top, cfg);  // [wireguard] (issue 10)
   top.reject_unknown_keys();
 }
 
@@ -881,8 +1057,12 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
     check_order(origin, "reconnect_min", cfg.reconnect_min, "reconnect_max", cfg.reconnect_max,
                 /*strict=*/false, ctx, origin_table);
     read_admin_token(origin, cfg.listen_admin, cfg.admin_token_file, cfg.admin_token);  // issue 13
+    if (auto over = origin.boolean("tunnel_over_wireguard")) {  // issue 10
+      cfg.tunnel_over_wireguard = *over;
+    }
     origin.reject_unknown_keys();
   }
+  read_origin_wireguard(ctx, top, cfg, origin.find("tunnel_over_wireguard"));
 
   const toml::array* routes = top.array("routes");
   if (routes == nullptr && top.find("routes") == nullptr) {

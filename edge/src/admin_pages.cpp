@@ -7,6 +7,7 @@
 
 #include "hearth/common/dashboard.hpp"
 #include "hearth/common/version.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::edge {
 
@@ -61,12 +62,20 @@ admin::Response admin_response(EdgeShared& shared, std::string_view path) {
     // Listeners are up once the process accepts here; draining means not ready.
     r.status = draining ? 503 : 200;
     r.body = draining ? "draining\n" : "ready\n";
+    std::string why;  // WireGuard (issue 10): a link down or a stale handshake
+    if (!draining && shared.wireguard && !shared.wireguard->healthy(why)) {
+      r.status = 503;
+      r.body = why + "\n";
+    }
   } else if (path == "/metrics") {
     r.content_type = "text/plain; version=0.0.4";
     r.body = shared.metrics.prometheus(shared.registry);
+    if (shared.wireguard) r.body += shared.wireguard->prometheus();
   } else if (path == "/status") {
     r.content_type = "application/json";
-    r.body = shared.metrics.status_json(shared.registry, draining);
+    r.body = shared.metrics.status_json(
+        shared.registry, draining,
+        shared.wireguard ? ",\"wireguard\":" + shared.wireguard->status_json() : "");
     // Issue 13: certificates, request totals and recent errors for the status
     // table and the dashboard, spliced in before the object's closing brace.
     std::uint64_t requests = 0;

@@ -109,7 +109,8 @@ std::string Metrics::prometheus(const Registry& registry) const {
   return out;
 }
 
-std::string Metrics::status_json(const Registry& registry, bool draining) const {
+std::string Metrics::status_json(const Registry& registry, bool draining,
+                                 std::string_view extra_fields) const {
   auto snap = registry.snapshot();
   std::string out = "{\"draining\":";
   out += draining ? "true" : "false";
@@ -151,7 +152,9 @@ std::string Metrics::status_json(const Registry& registry, bool draining) const 
     }
     out += "]}";
   }
-  out += "]}\n";
+  out += "]";
+  out += extra_fields;
+  out += "}\n";
   return out;
 }
 

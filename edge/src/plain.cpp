@@ -13,6 +13,7 @@
 #include "acme_glue.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::edge {
 namespace {

@@ -29,6 +29,7 @@
 #include "shared.hpp"
 #include "support/asio.hpp"
 #include "tls/alpn.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::edge {
 namespace {
@@ -114,6 +115,7 @@ class Edge {
     worker_tunnels_ = std::make_unique<std::atomic<int>[]>(n);
     edge_key_ = config::load_or_create_edge_key(cfg->state_dir);
     tunnel_ctx_ = tunnel::make_tunnel_tls_context(true, edge_key_);
+    if (cfg->wireguard) shared_->wireguard = std::make_shared<EdgeWireguard>(*cfg);  // issue 10
   }
 
   int run();
@@ -513,11 +515,13 @@ int Edge::run() {
   // systemd (Type=notify): ready once every listener is bound.
   watchdog_ = std::make_unique<sd::Watchdog>(control_, workers_,
                                              [this] { return service_status(*shared_); });
+  if (shared_->wireguard) shared_->wireguard->start(control_, shared_.get());
   sd::notify("READY=1");
   watchdog_->start();
 
   run_contexts(control_, workers_);
   watchdog_.reset();
+  if (shared_->wireguard) shared_->wireguard->shutdown();  // removes the link unless persist
   shared_->registry.clear();
   log::info("edge.stopped");
   return 0;

@@ -52,6 +52,8 @@ void add_acme_contexts(HttpsTls& tls, std::shared_ptr<const AcmeTls> acme,
 std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg,
                                          std::shared_ptr<const AcmeTls> acme = nullptr);
 
+class EdgeWireguard;  // wireguard.hpp (issue 10)
+
 class EdgeShared {
  public:
   std::shared_ptr<const config::EdgeConfig> config() const {
@@ -81,6 +83,7 @@ class EdgeShared {
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> next_id{1};
   std::uint16_t https_port = 443;  // actual bound port, for redirects
+  std::shared_ptr<EdgeWireguard> wireguard;  // null without [wireguard] (issue 10)
 
  private:
   mutable std::mutex mu_;

@@ -35,6 +35,7 @@
 #include "hearth/origin/health.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "hearth/tunnel/mux.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::origin {
 namespace {
@@ -118,6 +119,7 @@ class Origin {
     health_ =
         std::make_unique<HealthMonitor>(control_.get_executor(), [this] { publish_all("health"); });
     since_.resize(cfg_->connections);
+    if (cfg_->wireguard) wireguard_ = std::make_unique<OriginWireguard>(*cfg_);  // issue 10
   }
 
   int run();
@@ -125,6 +127,7 @@ class Origin {
  private:
   asio::awaitable<void> dial_loop(unsigned index, asio::io_context::executor_type ex);
   asio::awaitable<bool> connect_once(unsigned index, asio::io_context::executor_type ex);
+  asio::awaitable<config::Endpoint> dial_target(asio::io_context::executor_type ex);
   asio::awaitable<void> handle_stream(tunnel::TunnelStream ts, tunnel::Open meta);
   template <class Service>
   asio::awaitable<void> pipe(tunnel::TunnelStream& ts, Service& svc, bool websocket,
@@ -189,7 +192,25 @@ class Origin {
   std::unique_ptr<asio::steady_timer> drain_timer_;
   std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
   std::string service_status();
+  std::unique_ptr<OriginWireguard> wireguard_;  // [wireguard] (issue 10)
 };
+
+// tunnel_over_wireguard (issue 10): the edge's WireGuard address once the link has a fresh
+// handshake (waiting up to connect_timeout for the first one), else the public address.
+asio::awaitable<config::Endpoint> Origin::dial_target(asio::io_context::executor_type ex) {
+  auto cfg_ = config();  // a reload may swap the member meanwhile
+  if (!cfg_->tunnel_over_wireguard || !wireguard_) co_return cfg_->edge;
+  const auto deadline = std::chrono::steady_clock::now() + cfg_->connect_timeout;
+  while (!wireguard_->healthy() && std::chrono::steady_clock::now() < deadline && !stopping_) {
+    asio::steady_timer t(ex, std::chrono::milliseconds(100));
+    co_await t.async_wait(tuple_awaitable);
+  }
+  if (wireguard_->healthy()) co_return wireguard_->tunnel_endpoint(cfg_->edge);
+  log::warn("tunnel.wireguard_fallback",
+            {{"edge", cfg_->edge.to_string()},
+             {"detail", "the WireGuard link is not up: dialing the public address"}});
+  co_return cfg_->edge;
+}
 
 asio::awaitable<void> Origin::dial_loop(unsigned index, asio::io_context::executor_type ex) {
   std::mt19937_64 rng(std::random_device{}() ^ (std::uint64_t{index} << 32));
@@ -222,11 +243,12 @@ asio::awaitable<void> Origin::dial_loop(unsigned index, asio::io_context::execut
 
 asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::executor_type ex) {
   auto cfg_ = config();  // this attempt's view (a reload may swap it meanwhile)
-  const std::string edge = cfg_->edge.to_string();
+  const config::Endpoint target = co_await dial_target(ex);
+  const std::string edge = target.to_string();
   const std::string conn_id = "o" + std::to_string(index);
   tcp::resolver resolver(ex);
-  auto [rec, results] = co_await resolver.async_resolve(
-      cfg_->edge.host, std::to_string(cfg_->edge.port), tuple_awaitable);
+  auto [rec, results] =
+      co_await resolver.async_resolve(target.host, std::to_string(target.port), tuple_awaitable);
   if (rec) {
     log::warn("tunnel.connect_failed",
               {{"conn", conn_id}, {"edge", edge}, {"error", rec.message()}});
@@ -584,6 +606,10 @@ admin::Response Origin::admin_response(std::string_view path) {
   } else if (path == "/readyz") {
     r.status = live > 0 && !stopping_ ? 200 : 503;
     r.body = r.status == 200 ? "ready\n" : "no live tunnel\n";
+    if (r.status == 200 && wireguard_ && !wireguard_->healthy()) {  // issue 10
+      r.status = 503;
+      r.body = "wireguard link unhealthy (no handshake with the edge for 3 minutes)\n";
+    }
   } else if (path == "/metrics") {
     r.content_type = "text/plain; version=0.0.4";
     r.body =
@@ -609,6 +635,7 @@ admin::Response Origin::admin_response(std::string_view path) {
         "# TYPE hearth_tunnel_uptime_seconds gauge\n" +
         uptime_series + health_metrics();
     append_process_metrics(r.body);
+    if (wireguard_) r.body += wireguard_->prometheus();
   } else if (path == "/status") {
     r.content_type = "application/json";
     auto cfg = config();
@@ -619,7 +646,8 @@ admin::Response Origin::admin_response(std::string_view path) {
              ",\"streams_total\":" + std::to_string(streams_total_.load()) +
              ",\"streams_failed\":" + std::to_string(streams_failed_.load()) + ",\"tunnels\":[" +
              tunnels + "],\"routes\":" + routes_json() +
-             ",\"recent_errors\":" + recent_events_json() + "}\n";
+             ",\"recent_errors\":" + recent_events_json() +
+             (wireguard_ ? ",\"wireguard\":" + wireguard_->status_json() : "") + "}\n";
   } else {
     r.status = 404;
     r.body = "not found\n";
@@ -1016,8 +1044,10 @@ int Origin::run() {
   sd::notify("READY=1");
   watchdog_->start();
   auto control_guard = asio::make_work_guard(control_);
+  if (wireguard_) wireguard_->start(control_);
   run_contexts(control_, workers_);
   watchdog_.reset();
+  if (wireguard_) wireguard_->shutdown();  // removes the link unless persist
   log::info("origin.stopped");
   return 0;
 }

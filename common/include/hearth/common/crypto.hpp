@@ -52,6 +52,15 @@ struct JoinToken {
   // Issue 13 (pairing): the hostnames the edge allows for this origin, one
   // optional `host=` line each; a token without them (older edge) still decodes.
   std::vector<std::string> hostnames;
+
+  // WireGuard link (issue 10): optional lines `wg_*`, all five or none; present when the
+  // edge has [wireguard]. Tokens without them decode as before.
+  std::string wg_edge_public_key = {};  // base64, 44 characters
+  std::string wg_endpoint = {};         // host:port the origin's WireGuard sends to
+  std::string wg_edge_address = {};     // the edge's WireGuard IP (tunnel_over_wireguard dials it)
+  std::string wg_address = {};          // the origin's address with prefix, "10.77.0.2/24"
+  std::string wg_private_key = {};      // the origin's WireGuard private key, base64
+  bool has_wireguard() const { return !wg_address.empty(); }
 };
 // encode throws std::invalid_argument when a field contains a line break (it
 // would not survive decoding). decode trims surrounding whitespace and checks

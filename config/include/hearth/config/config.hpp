@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "hearth/wg/device.hpp"
+
 namespace hearth::config {
 
 using Duration = std::chrono::milliseconds;
@@ -61,6 +63,30 @@ struct AcmeConfig {
   Duration retry_base = std::chrono::minutes(1);  // first back-off after a failure; doubles
 };
 
+// --- WireGuard link (issue 10): [wireguard] in edge.toml and origin.toml ---------------
+// The edge's side: one interface, the origins as peers (recorded by `invite` under
+// state_dir/origins/NAME.wg), no endpoints of theirs: homes dial out.
+struct EdgeWireguard {
+  std::string interface = "hwg0";
+  std::uint16_t listen_port = 51820;
+  wg::IpPrefix address;                    // the edge's address; origins get the next free ones
+  std::filesystem::path private_key_file;  // default state_dir/wireguard.key (created, 0600)
+  bool persist = false;                    // keep the interface when hearth-edge exits
+};
+// The origin's side: the edge is its one peer, reached at edge_endpoint with a keepalive.
+struct OriginWireguard {
+  std::string interface = "hwg0";
+  wg::IpPrefix address;  // this origin's, e.g. 10.77.0.2/24
+  Duration persistent_keepalive = std::chrono::seconds(25);
+  std::vector<wg::IpPrefix> allowed_ips;   // default: address alone (/32)
+  std::filesystem::path private_key_file;  // empty when inline private_key
+  wg::Key private_key{};
+  wg::Key edge_public_key{};
+  Endpoint edge_endpoint;      // where the edge's WireGuard listens (public host, listen_port)
+  wg::IpAddress edge_address;  // the edge's WireGuard address (tunnel_over_wireguard dials it)
+  bool persist = false;
+};
+
 struct EdgeConfig {
   std::filesystem::path source;  // the file this was read from (for messages)
 
@@ -106,6 +132,7 @@ struct EdgeConfig {
   double access_log_sample = 1.0;   // fraction of request lines kept (5xx always)
   std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
   std::string admin_token;                 // its contents, whitespace trimmed
+  std::optional<EdgeWireguard> wireguard;  // [wireguard] (issue 10)
 };
 
 // [[routes]] in origin.toml.
@@ -150,6 +177,9 @@ struct OriginConfig {
   // Running as a service (issue 13): the admin token.
   std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
   std::string admin_token;                 // its contents, whitespace trimmed
+  // WireGuard link (issue 10).
+  bool tunnel_over_wireguard = false;        // [origin] key: dial the edge over the link
+  std::optional<OriginWireguard> wireguard;  // [wireguard]
 };
 
 }  // namespace hearth::config

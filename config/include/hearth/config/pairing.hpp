@@ -85,4 +85,34 @@ void write_origin_config(const crypto::JoinToken& token, const std::filesystem::
 // Where write_origin_config puts the key for `out`: "origin.toml" -> "origin.key".
 std::filesystem::path origin_key_path_for(const std::filesystem::path& out);
 
+// --- WireGuard link (issue 10) -----------------------------------------------------------
+// With [wireguard] in edge.toml, `invite` also generates the origin's WireGuard key pair,
+// gives it the next free address in the edge's subnet, and records what the edge needs to
+// make it a peer in state_dir/origins/<name>.wg (mode 0600; re-inviting replaces it):
+//   # invited 2026-12-01T22:00:00Z
+//   public_key=BASE64           the origin's WireGuard public key
+//   address=10.77.0.2/32        its address (kept when the origin is invited again)
+//   allowed_ips=10.77.0.2/32    what the edge routes to it: edit to reach more of the home
+// The origin's private key travels in the join token only.
+std::filesystem::path wireguard_record_path(const std::filesystem::path& state_dir,
+                                            std::string_view name);
+struct WireguardPeerRecord {
+  std::string name;
+  wg::Key public_key{};
+  wg::IpPrefix address;                   // host prefix (/32 or /128)
+  std::vector<wg::IpPrefix> allowed_ips;  // default: address
+};
+// Every origins/*.wg record, by name. Missing directory: none. Throws std::runtime_error
+// naming file and line for a line it cannot read.
+std::vector<WireguardPeerRecord> load_wireguard_records(const std::filesystem::path& state_dir);
+// The WireGuard private key in `file` (one base64 line, as `wg genkey` writes); created
+// (mode 0600, its directory 0700) on first use. Throws std::runtime_error on I/O errors.
+wg::Key load_or_create_wireguard_key(const std::filesystem::path& file);
+// The lowest address in `edge`'s subnet that is neither the network, the broadcast, the
+// edge's nor a recorded origin's. Throws std::runtime_error when the subnet is full.
+wg::IpAddress next_free_address(const wg::IpPrefix& edge,
+                                const std::vector<WireguardPeerRecord>& taken);
+// Where write_origin_config puts the WireGuard key: "origin.toml" -> "origin.wg.key".
+std::filesystem::path origin_wireguard_key_path_for(const std::filesystem::path& out);
+
 }  // namespace hearth::config

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "hearth/edge/request_stats.hpp"
 
@@ -31,7 +32,9 @@ struct Metrics {
       requests_by_code[code].fetch_add(1, std::memory_order_relaxed);
   }
   std::string prometheus(const Registry& registry) const;
-  std::string status_json(const Registry& registry, bool draining) const;
+  // extra_fields: more ",\"key\":value" members for the top-level object (WireGuard).
+  std::string status_json(const Registry& registry, bool draining,
+                          std::string_view extra_fields = {}) const;
 };
 
 }  // namespace hearth::edge
