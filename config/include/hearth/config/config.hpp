@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "hearth/config/policy.hpp"
+
 namespace hearth::config {
 
 using Duration = std::chrono::milliseconds;
@@ -68,6 +70,11 @@ struct EdgeConfig {
   std::uint64_t max_body_size = 100ull * 1024 * 1024;     // 0: unlimited
   std::uint32_t max_header_size = 32 * 1024;
   std::uint32_t max_connections = 20000;  // concurrent client connections
+
+  // Policies (issue 9): [policy] applies where no [[policies]] entry matches;
+  // each [[policies]] entry is a copy of it with its own keys on top.
+  std::optional<Policy> default_policy;
+  std::vector<Policy> policies;
 };
 
 // [[routes]] in origin.toml.
