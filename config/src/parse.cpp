@@ -485,8 +485,8 @@ bool policy_header_name_ok(std::string_view name) {
   }
   // Framing and hop-by-hop headers are the proxy's business, not a policy's.
   static constexpr std::string_view reserved[] = {
-      "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te",
-      "trailer",        "host",              "proxy-connection"};
+      "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+      "host",           "proxy-connection"};
   const std::string lower = detail::to_lower(name);
   return std::find(std::begin(reserved), std::end(reserved), lower) == std::end(reserved);
 }
@@ -529,8 +529,7 @@ void read_policy_header_values(TableReader& r, std::string_view key, Context& ct
   for (auto&& [name, node] : *table) {
     const std::string path = join_key(r.key_path(key), name.str());
     if (!policy_header_name_ok(name.str())) {
-      ctx.add(node.source(), path,
-              "not a header name a policy may set: " + in_quotes(name.str()));
+      ctx.add(node.source(), path, "not a header name a policy may set: " + in_quotes(name.str()));
     } else if (!node.is_string()) {
       ctx.add(node.source(), path, "expected a string value");
     } else if (!policy_header_value_ok(node.as_string()->get())) {
@@ -595,8 +594,8 @@ void read_policy_keys(TableReader& r, Context& ctx, Policy& p) {
       p.hsts = *hsts;
     }
   }
-  if (auto preload = r.boolean("hsts_preload"); preload && *preload &&
-                                                 p.hsts.find("preload") == std::string::npos) {
+  if (auto preload = r.boolean("hsts_preload");
+      preload && *preload && p.hsts.find("preload") == std::string::npos) {
     p.hsts += "; preload";
   }
   if (auto realm = r.string("basic_auth_realm")) {

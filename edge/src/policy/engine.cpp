@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "hearth/common/route_match.hpp"
+#include "hearth/edge/http_rules.hpp"
 #include "hearth/edge/policy.hpp"
 
 namespace hearth::edge::policy {
@@ -93,6 +94,20 @@ LocalReply reply(http::status status, std::string reason) {
   r.status = status;
   r.reason = std::move(reason);
   return r;
+}
+
+// Content-Length above limit (0: unlimited). check_request_head has already
+// refused a Content-Length that is not one plain decimal.
+bool content_length_over(const http::request_header<>& req, std::uint64_t limit) {
+  if (limit == 0) return false;
+  const auto cl = req[http::field::content_length];
+  if (cl.empty()) return false;
+  std::uint64_t n = 0;
+  for (char c : cl) {
+    if (c < '0' || c > '9' || n > (UINT64_MAX - 9) / 10) return true;
+    n = n * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return n > limit;
 }
 
 enum class AuthResult { ok, missing, bad };
@@ -230,22 +245,8 @@ std::optional<LocalReply> check_request(const config::Policy& policy,
   }
   // 4. Body size, when the length is known up front (a chunked body is cut by
   // the parser's limit as it streams).
-  if (policy.max_body_size && *policy.max_body_size > 0) {
-    const auto cl = req[http::field::content_length];
-    if (!cl.empty()) {
-      std::uint64_t n = 0;
-      bool ok = true;
-      for (char c : cl) {
-        if (c < '0' || c > '9' || n > (UINT64_MAX - 9) / 10) {
-          ok = false;
-          break;
-        }
-        n = n * 10 + static_cast<std::uint64_t>(c - '0');
-      }
-      if (ok && n > *policy.max_body_size) {
-        return reply(http::status::payload_too_large, "body over max_body_size");
-      }
-    }
+  if (policy.max_body_size && content_length_over(req, *policy.max_body_size)) {
+    return reply(http::status::payload_too_large, "body over max_body_size");
   }
   return std::nullopt;
 }
@@ -276,6 +277,38 @@ void decorate_local_reply(const config::Policy* policy, http::response<http::str
     res.prepare_payload();
   }
   apply_response(*policy, res.base());
+}
+
+RequestDecision on_request_head(const config::EdgeConfig& cfg, std::string_view host,
+                                http::request_header<>& req, const ClientInfo& client,
+                                PolicyShard& shard, Clock::time_point now) {
+  RequestDecision d;
+  d.body_limit = cfg.max_body_size;
+  const auto normalized = normalize_target(origin_form_target(req.target()));
+  if (!normalized) {
+    d.policy = match_policy(cfg, host, "/");
+    d.reply = reply(http::status::bad_request, "malformed request path");
+    return d;
+  }
+  if (!req.target().empty() && req.target().front() != '/' && req.target() != "*") {
+    // Absolute form: its authority is what the client addressed (RFC 9112 3.2.2).
+    const std::string authority(requested_authority(req));
+    req.set(http::field::host, authority);
+  }
+  if (req.target() != normalized->forward) req.target(normalized->forward);
+  d.policy = match_policy(cfg, host, normalized->match);
+  if (d.policy == nullptr) {
+    if (content_length_over(req, d.body_limit)) {
+      d.reply = reply(http::status::payload_too_large, "body over max_body_size");
+    }
+    return d;
+  }
+  if (d.policy->max_body_size) d.body_limit = *d.policy->max_body_size;
+  d.reply = check_request(*d.policy, req, client, shard, now);
+  if (!d.reply && content_length_over(req, d.body_limit)) {
+    d.reply = reply(http::status::payload_too_large, "body over max_body_size");
+  }
+  return d;
 }
 
 }  // namespace hearth::edge::policy

@@ -174,6 +174,25 @@ void apply_response(const config::Policy& policy, http::response_header<>& res);
 // error page for that status as the body, and apply_response().
 void decorate_local_reply(const config::Policy* policy, http::response<http::string_body>& res);
 
+// ---- The front end's one call per request head ---------------------------------
+
+struct RequestDecision {
+  const config::Policy* policy = nullptr;  // the policy of this request (null: none)
+  std::optional<LocalReply> reply;         // set: answer this, forward nothing
+  // The body limit for this request (the policy's max_body_size, else [edge]
+  // max_body_size); 0: unlimited. For the parser, once the head is read.
+  std::uint64_t body_limit = 0;
+};
+
+// Steps 1 to 4 for a checked request head (check_request_head passed) whose
+// host is `host` (request_host()): normalizes the target in place (an
+// absolute-form target becomes origin-form, its authority moving to Host, so
+// the head that is routed and forwarded carries the normalized path), matches
+// the policy and runs its checks; a malformed target is a 400 reply.
+RequestDecision on_request_head(const config::EdgeConfig& cfg, std::string_view host,
+                                http::request_header<>& req, const ClientInfo& client,
+                                PolicyShard& shard, Clock::time_point now);
+
 // A stable 64-bit identity for a policy's counters (FNV-1a of Policy::id), so
 // SIGHUP, which rebuilds every Policy, keeps the buckets of unchanged ones.
 std::uint64_t policy_key(const config::Policy& policy);
