@@ -18,6 +18,7 @@
 #include "hearth/common/log.hpp"
 #include "hearth/common/tls_socket.hpp"
 #include "hearth/edge/http_rules.hpp"
+#include "hearth/edge/policy.hpp"
 #include "hearth/tunnel/errors.hpp"
 #include "hearth/tunnel/mux.hpp"
 #include "shared.hpp"
@@ -82,6 +83,7 @@ class HttpsSession : public std::enable_shared_from_this<HttpsSession> {
     if (!ec) {
       client_ip_ = client_ip_string(ep.address());
       client_port_ = ep.port();
+      client_ = policy::client_info(ep.address());
     }
     conn_id_ = shared_->next_id.fetch_add(1, std::memory_order_relaxed);
   }
@@ -124,7 +126,12 @@ class HttpsSession : public std::enable_shared_from_this<HttpsSession> {
   asio::awaitable<void> pipe_client_to_tunnel(Exchange& x);
   asio::awaitable<void> pipe_tunnel_to_client(Exchange& x);
   asio::awaitable<bool> send_error(http::status status, Exchange& x, bool keep_alive,
-                                   std::optional<unsigned> retry_after = std::nullopt);
+                                   std::optional<unsigned> retry_after = std::nullopt,
+                                   std::string www_authenticate = {});
+  // This request's policy may shorten or lengthen the [edge] idle timeout.
+  std::chrono::milliseconds idle_timeout() const {
+    return policy_ && policy_->idle_timeout ? *policy_->idle_timeout : cfg_->idle_timeout;
+  }
 
   // The transport: timeouts, cancel, the socket (beast::tcp_stream's interface).
   Tls& tcp() { return tls_; }
@@ -155,6 +162,8 @@ class HttpsSession : public std::enable_shared_from_this<HttpsSession> {
   std::string client_ip_;
   std::uint16_t client_port_ = 0;
   std::uint64_t conn_id_ = 0;
+  policy::ClientInfo client_;
+  const config::Policy* policy_ = nullptr;  // of the current request; owned by cfg_
 };
 
 // Every wait on the tunnel side is bounded by this watchdog: when neither
@@ -204,11 +213,12 @@ asio::awaitable<void> HttpsSession::run() {
     if (shared_->draining.load(std::memory_order_relaxed)) break;
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(cfg_->max_header_size);
-    if (cfg_->max_body_size > 0) {
-      parser.body_limit(cfg_->max_body_size);
+    if (auto limit = policy::largest_body_limit(*cfg_); limit > 0) {
+      parser.body_limit(limit);  // the request's own limit is set once its policy is known
     } else {
       parser.body_limit(boost::none);
     }
+    policy_ = nullptr;
     tcp().expires_after(first ? cfg_->header_timeout : cfg_->idle_timeout);
     auto [ec, n] = co_await http::async_read_header(tls_, buf_, parser, tuple_awaitable);
     if (ec) {
@@ -239,12 +249,15 @@ asio::awaitable<void> HttpsSession::run() {
 }
 
 asio::awaitable<bool> HttpsSession::send_error(http::status status, Exchange& x, bool keep_alive,
-                                               std::optional<unsigned> retry_after) {
+                                               std::optional<unsigned> retry_after,
+                                               std::string www_authenticate) {
   auto res = make_error_response(status, x.version, keep_alive, retry_after, x.request_id);
+  if (!www_authenticate.empty()) res.set(http::field::www_authenticate, www_authenticate);
+  policy::decorate_local_reply(policy_, res);  // error page, security headers
   x.status = static_cast<unsigned>(status);
   shared_->metrics.count_request(x.status);
   http::response_serializer<http::string_body> sr{res};
-  tcp().expires_after(cfg_->idle_timeout);
+  tcp().expires_after(idle_timeout());
   error_code ec;
   if (x.head) {
     std::tie(ec, std::ignore) = co_await http::async_write_header(tls_, sr, tuple_awaitable);
@@ -301,6 +314,27 @@ asio::awaitable<bool> HttpsSession::handle_request(
     co_await send_error(http::status::bad_request, x, false);
     co_return false;
   }
+  // Policies (issue 9), before routing: the target is normalized in place,
+  // then the matched policy may answer by itself (403, 429, 401, 413, 400).
+  auto gate = policy::on_request_head(*cfg_, *host, req.base(), client_,
+                                      policy::shard_for_this_thread(),
+                                      std::chrono::steady_clock::now());
+  policy_ = gate.policy;
+  parser.body_limit(gate.body_limit > 0 ? boost::optional<std::uint64_t>(gate.body_limit)
+                                        : boost::none);
+  target = origin_form_target(req.target());
+  if (gate.reply) {
+    log::info("policy.refused", {{"conn", conn_id_},
+                                 {"client", client_ip_},
+                                 {"policy", policy_ ? policy_->id : ""},
+                                 {"status", static_cast<unsigned>(gate.reply->status)},
+                                 {"reason", gate.reply->reason},
+                                 {"request_id", x.request_id}});
+    bool keep = co_await send_error(gate.reply->status, x, keep_if_error, gate.reply->retry_after,
+                                    gate.reply->www_authenticate);
+    log_request("");
+    co_return keep;
+  }
   x.websocket = is_websocket_upgrade(req.base());
 
   // Reuse the parked stream when this request goes to the same route of the
@@ -319,6 +353,7 @@ asio::awaitable<bool> HttpsSession::handle_request(
   ForwardInfo info{client_ip_,   "https",     std::string(requested_authority(req)),
                    x.request_id, x.websocket, !x.websocket && req.version() == 11};
   prepare_upstream_request(req.base(), info);
+  if (policy_) policy::apply_request(*policy_, req.base());
   x.upstream_keep_alive = info.keep_alive;
 
   for (int attempt = 0;; ++attempt) {
@@ -348,7 +383,9 @@ asio::awaitable<bool> HttpsSession::handle_request(
     }
     stream_->set_parked(false);
 
-    arm_watchdog(cfg_->idle_timeout);
+    // Until the response head arrives, the policy's response_header_timeout.
+    arm_watchdog(policy_ && policy_->response_header_timeout ? *policy_->response_header_timeout
+                                                             : idle_timeout());
     co_await (forward_request(parser, x) && forward_response(x));
 
     // Nothing reached the client and no request body was consumed: the
@@ -376,7 +413,8 @@ asio::awaitable<bool> HttpsSession::handle_request(
   bool keep = false;
   if (x.upgraded) {
     shared_->metrics.websockets_active.fetch_add(1, std::memory_order_relaxed);
-    arm_watchdog(cfg_->websocket_idle_timeout);
+    arm_watchdog(policy_ && policy_->websocket_idle_timeout ? *policy_->websocket_idle_timeout
+                                                            : cfg_->websocket_idle_timeout);
     tcp().expires_never();
     co_await (pipe_client_to_tunnel(x) && pipe_tunnel_to_client(x));
     shared_->metrics.websockets_active.fetch_sub(1, std::memory_order_relaxed);
@@ -453,7 +491,7 @@ asio::awaitable<void> HttpsSession::forward_request(http::request_parser<http::b
     if (!parser.is_done()) {
       parser.get().body().data = chunk.get();
       parser.get().body().size = chunk_size;
-      tcp().expires_after(cfg_->idle_timeout);
+      tcp().expires_after(idle_timeout());
       auto [ec, n] = co_await http::async_read(tls_, buf_, parser, tuple_awaitable);
       if (ec == http::error::need_buffer) ec = {};
       if (ec) {
@@ -500,13 +538,14 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
       x.down_ec = ec;
       break;
     }
+    watchdog_limit_ = idle_timeout();  // the head is here: response_header_timeout is over
     auto& res = rp.get();
     unsigned code = res.result_int();
     if (code / 100 == 1 && code != 101) {
       // Interim response (100 Continue, 103 Early Hints): pass it on.
       http::response<http::empty_body> interim{res.result(), 11};
       for (const auto& f : res.base()) interim.insert(f.name_string(), f.value());
-      tcp().expires_after(cfg_->idle_timeout);
+      tcp().expires_after(idle_timeout());
       auto [iec, in] = co_await http::async_write(tls_, interim, tuple_awaitable);
       if (iec) {
         x.down_ec = iec;
@@ -522,7 +561,7 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
       }
       prepare_downstream_response(res.base(), true);
       http::response_serializer<http::buffer_body> sr{res};
-      tcp().expires_after(cfg_->idle_timeout);
+      tcp().expires_after(idle_timeout());
       auto [uec, un] = co_await http::async_write_header(tls_, sr, tuple_awaitable);
       x.response_started = true;
       if (uec) {
@@ -550,7 +589,7 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
     }
     res.keep_alive(x.client_keep_alive && !x.close_after);
     http::response_serializer<http::buffer_body> sr{res};
-    tcp().expires_after(cfg_->idle_timeout);
+    tcp().expires_after(idle_timeout());
     if (no_body) {
       auto [hec, hn] = co_await http::async_write_header(tls_, sr, tuple_awaitable);
       x.response_started = true;
@@ -586,7 +625,7 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
       touch();
       x.bytes_out += res.body().size;
       shared_->metrics.bytes_to_clients.fetch_add(res.body().size, std::memory_order_relaxed);
-      tcp().expires_after(cfg_->idle_timeout);
+      tcp().expires_after(idle_timeout());
       auto [wec, wn] = co_await http::async_write(tls_, sr, tuple_awaitable);
       header_sent = true;
       x.response_started = true;
