@@ -579,6 +579,7 @@ asio::awaitable<void> HttpsSession::forward_response(Exchange& x) {
     x.upstream_reusable = x.upstream_keep_alive && res.version() == 11 && res.keep_alive() &&
                           (no_body || res.has_content_length() || res.chunked());
     prepare_downstream_response(res.base(), false);
+    if (policy_) policy::apply_response(*policy_, res.base());
     if (!no_body && !res.has_content_length() && !res.chunked()) {
       // The service delimits the body by closing; re-frame it for the client.
       if (x.version == 11) {
