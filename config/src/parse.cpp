@@ -683,6 +683,39 @@ void read_policy_keys(TableReader& r, Context& ctx, Policy& p) {
   }
 }
 
+// [edge] connection limits (issue 9), read into the [edge] table's reader.
+void read_connection_limits(TableReader& edge, EdgeConfig& cfg) {
+  edge.integer("max_connections_per_ip", cfg.max_connections_per_ip, 1,
+               std::numeric_limits<std::uint32_t>::max());
+  edge.integer("max_tracked_clients", cfg.max_tracked_clients, 16, 1 << 24);
+  const auto rate = [&](std::string_view key, std::string_view burst_key,
+                        std::optional<RateLimit>& out) {
+    if (auto text = edge.string(key)) {
+      if (*text == "off") {
+        out.reset();
+      } else if (auto per_second = parse_rate(*text)) {
+        out = RateLimit{*per_second,
+                        static_cast<std::uint32_t>(std::max(1.0, std::ceil(*per_second)))};
+      } else {
+        edge.bad_value(
+            key, *edge.find(key),
+            "not a rate: " + in_quotes(*text) + " (e.g. \"20/s\", \"600/m\" or \"off\")");
+      }
+    }
+    if (const toml::node* node = edge.find(burst_key)) {
+      std::uint32_t burst = 0;
+      edge.integer(burst_key, burst, 1, 1'000'000);
+      if (burst != 0 && out) {
+        out->burst = burst;
+      } else if (burst != 0) {
+        edge.bad_value(burst_key, *node, "needs " + std::string(key));
+      }
+    }
+  };
+  rate("connection_rate_per_ip", "connection_burst_per_ip", cfg.connection_rate_per_ip);
+  rate("max_connection_rate", "max_connection_burst", cfg.max_connection_rate);
+}
+
 void read_policies(Context& ctx, TableReader& top, EdgeConfig& cfg) {
   Policy defaults;
   defaults.id = "default";
@@ -788,6 +821,7 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
                  std::numeric_limits<std::uint32_t>::max());
     check_order(edge, "keepalive_interval", cfg.keepalive_interval, "keepalive_timeout",
                 cfg.keepalive_timeout, /*strict=*/true, ctx, edge_table);
+    read_connection_limits(edge, cfg);  // issue 9
     edge.reject_unknown_keys();
   }
 

@@ -316,9 +316,9 @@ asio::awaitable<bool> HttpsSession::handle_request(
   }
   // Policies (issue 9), before routing: the target is normalized in place,
   // then the matched policy may answer by itself (403, 429, 401, 413, 400).
-  auto gate = policy::on_request_head(*cfg_, *host, req.base(), client_,
-                                      policy::shard_for_this_thread(),
-                                      std::chrono::steady_clock::now());
+  auto gate =
+      policy::on_request_head(*cfg_, *host, req.base(), client_, policy::shard_for_this_thread(),
+                              std::chrono::steady_clock::now());
   policy_ = gate.policy;
   parser.body_limit(gate.body_limit > 0 ? boost::optional<std::uint64_t>(gate.body_limit)
                                         : boost::none);

@@ -18,6 +18,7 @@
 #include "hearth/common/workers.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
+#include "hearth/edge/conn_limits.hpp"
 #include "hearth/edge/edge.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
@@ -140,6 +141,7 @@ class Edge {
   }
   bool listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind);
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, int kind);
+  void start_client(tcp::socket sock, int kind);  // issue 9: limits, then a pinned worker
   asio::awaitable<void> tunnel_session(tcp::socket sock, std::size_t worker);
   asio::awaitable<void> reject(tunnel::TlsStream& tls, std::string peer, std::string origin,
                                std::string reason);
@@ -168,6 +170,9 @@ class Edge {
   std::unique_ptr<asio::steady_timer> stop_timer_;
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
+  ConnectionLimiter limiter_;  // control thread only
+  std::chrono::steady_clock::time_point refused_logged_{};
+  std::uint64_t refused_unlogged_ = 0;
 };
 
 // Read on every handshake so `invite` needs no reload. When the state files
@@ -208,9 +213,10 @@ enum Kind { kHttps, kHttp, kTunnel, kAdmin };
 asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
   for (;;) {
     std::size_t tunnel_idx = kind == kTunnel ? tunnel_worker() : 0;
-    auto& worker = kind == kAdmin    ? control_
-                   : kind == kTunnel ? *workers_[tunnel_idx]
-                                     : next_worker();
+    // Client connections are accepted here and moved to their worker by start_client.
+    auto& worker = kind == kAdmin || kind == kHttps || kind == kHttp ? control_
+                   : kind == kTunnel                                 ? *workers_[tunnel_idx]
+                                                                     : next_worker();
     auto [ec, sock] = co_await acc.async_accept(worker, tuple_awaitable);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
@@ -220,22 +226,12 @@ asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
       co_await t.async_wait(tuple_awaitable);
       continue;
     }
-    auto cfg = shared_->config();
-    if (kind == kHttps && shared_->metrics.client_connections.load() >=
-                              static_cast<std::int64_t>(cfg->max_connections)) {
-      shared_->metrics.connections_rejected.fetch_add(1);
-      error_code ignored;
-      sock.close(ignored);
+    if (kind == kHttps || kind == kHttp) {
+      start_client(std::move(sock), kind);
       continue;
     }
     auto ex = sock.get_executor();
     switch (kind) {
-      case kHttps:
-        asio::co_spawn(ex, https_session(shared_, std::move(sock)), log_exception);
-        break;
-      case kHttp:
-        asio::co_spawn(ex, http_redirect_session(shared_, std::move(sock)), log_exception);
-        break;
       case kTunnel:
         worker_tunnels_[tunnel_idx].fetch_add(1);
         asio::co_spawn(ex, tunnel_session(std::move(sock), tunnel_idx), log_exception);
@@ -244,6 +240,59 @@ asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
         asio::co_spawn(ex, admin_session(shared_, std::move(sock)), log_exception);
         break;
     }
+  }
+}
+
+// Issue 9: the connection limits (conn_limits.hpp) before any TLS work, then
+// the worker chosen by the client's address, so all of a client's connections
+// share one worker's policy shard (exact per-client rate limits without locks).
+void Edge::start_client(tcp::socket sock, int kind) {
+  const auto cfg = shared_->config();
+  error_code ec;
+  const auto peer = sock.remote_endpoint(ec);
+  if (ec) return;
+  const auto key = policy::client_info(peer.address()).key;
+  limiter_.set_limits({cfg->max_connections, cfg->max_connections_per_ip,
+                       cfg->connection_rate_per_ip, cfg->max_connection_rate,
+                       cfg->max_tracked_clients});
+  const auto now = std::chrono::steady_clock::now();
+  const auto verdict = limiter_.admit(key, now);
+  shared_->metrics.connection_table_entries.store(static_cast<std::int64_t>(limiter_.tracked()));
+  if (verdict != AcceptVerdict::accept) {
+    shared_->metrics.connections_rejected.fetch_add(1);
+    shared_->metrics.connections_refused[static_cast<std::size_t>(verdict)].fetch_add(1);
+    ++refused_unlogged_;
+    if (now - refused_logged_ >= std::chrono::seconds(1)) {  // at most one line a second
+      log::warn("accept.refused", {{"client", client_ip_string(peer.address())},
+                                   {"limit", to_string(verdict)},
+                                   {"refused_since_last_line", refused_unlogged_}});
+      refused_logged_ = now;
+      refused_unlogged_ = 0;
+    }
+    sock.close(ec);
+    return;
+  }
+  auto& worker = *workers_[worker_for(key, workers_.size())];
+  const auto protocol = peer.protocol();
+  const auto fd = sock.release(ec);
+  tcp::socket moved(worker);
+  if (!ec) moved.assign(protocol, fd, ec);
+  auto done = [this, key](std::exception_ptr e) {
+    log_exception(e);
+    asio::post(control_, [this, key] {
+      limiter_.release(key, std::chrono::steady_clock::now());
+      shared_->metrics.connection_table_entries.store(
+          static_cast<std::int64_t>(limiter_.tracked()));
+    });
+  };
+  if (ec) {
+    done(nullptr);
+    return;
+  }
+  if (kind == kHttps) {
+    asio::co_spawn(worker, https_session(shared_, std::move(moved)), std::move(done));
+  } else {
+    asio::co_spawn(worker, http_redirect_session(shared_, std::move(moved)), std::move(done));
   }
 }
 

@@ -1,5 +1,7 @@
 // The policy engine (issue 9): normalization, matching, buckets, checks, header steps.
 
+#include "hearth/edge/policy.hpp"
+
 #include <crypt.h>
 
 #include <boost/asio/ip/address.hpp>
@@ -8,7 +10,6 @@
 #include <string>
 
 #include "hearth/common/route_match.hpp"
-#include "hearth/edge/policy.hpp"
 
 namespace http = boost::beast::http;
 namespace policy = hearth::edge::policy;
@@ -83,8 +84,8 @@ TEST_CASE("normalize_target: decoding, slashes, dot segments", "[policy][edge]")
   CHECK(norm("/%2e%2e/admin") == "/admin");
   CHECK(norm("/.%2e/admin") == "/admin");
   CHECK(norm("/a..b/.c/..d") == "/a..b/.c/..d");
-  CHECK(norm("/x%2fy%3a") == "/x%2Fy%3A");  // reserved stay encoded, upper-cased
-  CHECK(norm("/%25%32%46") == "/%252F");    // no double decoding
+  CHECK(norm("/x%2fy%3a") == "/x%2Fy%3A");                  // reserved stay encoded, upper-cased
+  CHECK(norm("/%25%32%46") == "/%252F");                    // no double decoding
   CHECK(norm("/p?q=/../%61&r=//") == "/p?q=/../%61&r=//");  // the query is untouched
   CHECK(norm("*") == "*");
   CHECK(norm("/%") == "<invalid>");

@@ -75,6 +75,11 @@ struct EdgeConfig {
   // each [[policies]] entry is a copy of it with its own keys on top.
   std::optional<Policy> default_policy;
   std::vector<Policy> policies;
+  // Connection limits at accept ([edge] keys, issue 9); max_connections above is the global cap.
+  std::uint32_t max_connections_per_ip = 256;     // concurrent, per IP (IPv6: per /64)
+  std::optional<RateLimit> connection_rate_per_ip;  // new connections per IP; none: no limit
+  std::optional<RateLimit> max_connection_rate;     // new connections, all clients
+  std::uint32_t max_tracked_clients = 65536;        // bound of the accept-time table
 };
 
 // [[routes]] in origin.toml.
