@@ -16,6 +16,7 @@ set -euo pipefail
 BUILD_DEPS=(
   build-essential g++ clang-14 cmake ninja-build pkg-config
   libboost1.81-dev libssl-dev libcli11-dev libtomlplusplus-dev libmnl-dev catch2
+  libcrypt-dev
   libclang-rt-14-dev
 )
 # Test, demo and bench: curl and openssl drive the edge, python3-websockets is the
