@@ -714,6 +714,17 @@ void read_connection_limits(TableReader& edge, EdgeConfig& cfg) {
   };
   rate("connection_rate_per_ip", "connection_burst_per_ip", cfg.connection_rate_per_ip);
   rate("max_connection_rate", "max_connection_burst", cfg.max_connection_rate);
+  if (auto policy = edge.string("tls_policy")) {
+    if (*policy == "intermediate") {
+      cfg.tls_policy = EdgeConfig::TlsPolicy::intermediate;
+    } else if (*policy == "modern") {
+      cfg.tls_policy = EdgeConfig::TlsPolicy::modern;
+    } else {
+      edge.bad_value("tls_policy", *edge.find("tls_policy"),
+                     "expected \"intermediate\" or \"modern\", got " + in_quotes(*policy));
+    }
+  }
+  if (auto tickets = edge.boolean("session_tickets")) cfg.session_tickets = *tickets;
 }
 
 void read_policies(Context& ctx, TableReader& top, EdgeConfig& cfg) {

@@ -23,6 +23,7 @@
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
 #include "shared.hpp"
+#include "tls_policy.hpp"
 
 namespace hearth::edge {
 namespace {
@@ -100,6 +101,16 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg) {
     }
     SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_http11, nullptr);
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
+    // Issue 9: an RSA and an ECDSA certificate for the same names share a context.
+    auto same = std::find_if(tls->entries.begin(), tls->entries.end(), [&](const auto& e) {
+      return is_alternate_certificate(e.ctx->native_handle(), e.leaf, leaf);
+    });
+    if (same != tls->entries.end()) {
+      same->ctx->use_certificate_chain_file(c.cert.string());
+      same->ctx->use_private_key_file(c.key.string(), asio::ssl::context::pem);
+      continue;
+    }
+    apply_tls_policy(ctx->native_handle(), cfg);  // issue 9: Mozilla intermediate/modern
     tls->entries.push_back({ctx, leaf});
   }
   if (tls->entries.empty()) throw std::runtime_error("no [[tls.certificates]] configured");
@@ -148,6 +159,7 @@ class Edge {
   std::map<std::string, std::vector<std::string>> authorized_origins(
       const std::filesystem::path& state_dir);
   void on_signal(error_code ec, int sig);
+  void schedule_ticket_key_rotation();  // issue 9: session_tickets keys live < 24 h
   void reload();
   void begin_drain();
   void drain_tick(std::chrono::steady_clock::time_point deadline);
@@ -168,6 +180,7 @@ class Edge {
   std::unique_ptr<tcp::acceptor> https_acc_, http_acc_, tunnel_acc_, admin_acc_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
   std::unique_ptr<asio::steady_timer> stop_timer_;
+  std::unique_ptr<asio::steady_timer> ticket_timer_;
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
   ConnectionLimiter limiter_;  // control thread only
@@ -458,6 +471,25 @@ void Edge::reload() {
                             {"origins", cfg->origins.size()}});
 }
 
+// New HTTPS contexts (so new session-ticket keys) every 12 h; connections in
+// progress keep theirs. With session_tickets = false there is nothing to rotate.
+void Edge::schedule_ticket_key_rotation() {
+  ticket_timer_ = std::make_unique<asio::steady_timer>(control_, std::chrono::hours(12));
+  ticket_timer_->async_wait([this](error_code ec) {
+    if (ec || shared_->draining.load()) return;
+    auto cfg = shared_->config();
+    if (cfg->session_tickets) {
+      try {
+        shared_->swap(cfg, make_https_tls(*cfg));
+        log::info("tls.ticket_keys_rotated");
+      } catch (const std::exception& e) {
+        log::error("tls.ticket_keys_rotation_failed", {{"error", e.what()}});
+      }
+    }
+    schedule_ticket_key_rotation();
+  });
+}
+
 void Edge::on_signal(error_code ec, int sig) {
   if (ec) return;
   if (sig == SIGHUP) {
@@ -505,6 +537,7 @@ void Edge::stop_all() {
   error_code ignored;
   if (admin_acc_) admin_acc_->close(ignored);
   signals_.cancel(ignored);
+  if (ticket_timer_) ticket_timer_->cancel();
   // Give the closes a moment to reach the sockets before the workers stop.
   stop_timer_ = std::make_unique<asio::steady_timer>(control_, std::chrono::milliseconds(50));
   stop_timer_->async_wait([this](error_code) {
@@ -533,6 +566,7 @@ int Edge::run() {
   if (http_acc_) asio::co_spawn(control_, accept_loop(*http_acc_, kHttp), log_exception);
   if (admin_acc_) asio::co_spawn(control_, accept_loop(*admin_acc_, kAdmin), log_exception);
 
+  schedule_ticket_key_rotation();
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGHUP);

@@ -80,6 +80,11 @@ struct EdgeConfig {
   std::optional<RateLimit> connection_rate_per_ip;  // new connections per IP; none: no limit
   std::optional<RateLimit> max_connection_rate;     // new connections, all clients
   std::uint32_t max_tracked_clients = 65536;        // bound of the accept-time table
+  // TLS policy (issue 9): Mozilla server-side TLS 5.7 "intermediate" (TLS 1.2 + 1.3,
+  // AEAD only) or "modern" (TLS 1.3 only); stateless session tickets off by default.
+  enum class TlsPolicy { intermediate, modern };
+  TlsPolicy tls_policy = TlsPolicy::intermediate;
+  bool session_tickets = false;  // true: tickets, keys replaced at least every 24 h
 };
 
 // [[routes]] in origin.toml.
