@@ -2,7 +2,7 @@
 
 #include <crypt.h>
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -80,12 +80,25 @@ bool password_matches(const std::string& password, const std::string& hash) {
 
 std::array<std::uint8_t, 32> auth_cache_key(const config::HtpasswdUser& user,
                                             std::string_view header) {
-  std::string material;
-  material.reserve(user.hash.size() + 1 + header.size());
-  material.append(user.hash).append("\n").append(header);
+  // The digest fetched once per thread: SHA256() fetches it (under a lock) per call.
+  struct Digest {
+    EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Digest() {
+      EVP_MD_CTX_free(ctx);
+      EVP_MD_free(md);
+    }
+  };
+  thread_local Digest d;
   std::array<std::uint8_t, 32> key{};
-  SHA256(reinterpret_cast<const unsigned char*>(material.data()), material.size(), key.data());
-  OPENSSL_cleanse(material.data(), material.size());
+  unsigned len = 0;
+  if (d.md == nullptr || d.ctx == nullptr || EVP_DigestInit_ex(d.ctx, d.md, nullptr) != 1 ||
+      EVP_DigestUpdate(d.ctx, user.hash.data(), user.hash.size()) != 1 ||
+      EVP_DigestUpdate(d.ctx, "\n", 1) != 1 ||
+      EVP_DigestUpdate(d.ctx, header.data(), header.size()) != 1 ||
+      EVP_DigestFinal_ex(d.ctx, key.data(), &len) != 1) {
+    key.fill(0);  // all-zero is never remembered (see auth_remember's caller)
+  }
   return key;
 }
 
@@ -127,7 +140,8 @@ AuthResult check_basic(const config::BasicAuth& auth, std::string_view header,
                                [&](const config::HtpasswdUser& u) { return u.user == user; });
   if (it == auth.users.end()) return AuthResult::bad;
   const auto key = auth_cache_key(*it, header);
-  if (shard.auth_cached(key, now)) return AuthResult::ok;
+  const bool cacheable = key != std::array<std::uint8_t, 32>{};
+  if (cacheable && shard.auth_cached(key, now)) return AuthResult::ok;
   // Not verified lately: a client that keeps failing is refused before its
   // password costs a hash.
   const std::uint64_t failure_id = policy_id ^ 0x9e3779b97f4a7c15ull;
@@ -138,7 +152,7 @@ AuthResult check_basic(const config::BasicAuth& auth, std::string_view header,
   if (password_matches(decoded->substr(colon + 1), it->hash)) {
     // The token taken above was a failure allowance: give it back.
     shard.refund(failure_id, client.key, kAuthFailureLimit);
-    shard.auth_remember(key, now);
+    if (cacheable) shard.auth_remember(key, now);
     return AuthResult::ok;
   }
   return AuthResult::bad;
