@@ -23,7 +23,7 @@ BUILD_DEPS=(
 # WebSocket client and the sample home service, nftables + iproute2 build the CGNAT
 # namespaces, wrk measures, procps gives ps and free (process and memory figures).
 TEST_DEPS=(
-  curl openssl python3 python3-websockets nftables iproute2 wrk procps
+  curl openssl python3 python3-websockets nftables iproute2 wrk procps testssl.sh
 )
 
 check_only=0
