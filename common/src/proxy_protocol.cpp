@@ -216,4 +216,27 @@ std::string encode_v2(const Endpoint& source, const Endpoint& destination) {
   return out;
 }
 
+std::optional<Endpoint> parse_client_field(std::string_view field) {
+  const auto sp = field.rfind(' ');
+  if (sp == std::string_view::npos) return std::nullopt;
+  const std::string_view ip = field.substr(0, sp);
+  auto port = parse_port(field.substr(sp + 1));
+  auto a = parse_ip(ip, ip.find(':') != std::string_view::npos);
+  if (!a || !port) return std::nullopt;
+  return Endpoint{*a, *port};
+}
+
+std::string header_for_client(int version, std::string_view client_field,
+                              const Endpoint& destination) {
+  const auto source = parse_client_field(client_field);
+  if (!source) {
+    if (version == 1) return "PROXY UNKNOWN\r\n";
+    std::string local(kV2Signature);
+    local += static_cast<char>(0x20);  // LOCAL
+    local += std::string("\0\0\0", 3);
+    return local;
+  }
+  return version == 1 ? encode_v1(*source, destination) : encode_v2(*source, destination);
+}
+
 }  // namespace hearth::proxy_protocol

@@ -1038,6 +1038,15 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
       if (auto verify = r.boolean("tls_verify")) {
         route.tls_verify = *verify;
       }
+      if (auto pp = r.string("proxy_protocol")) {  // issue 9
+        if (*pp == "v1" || *pp == "v2") {
+          route.proxy_protocol = *pp == "v1" ? 1 : 2;
+        } else {
+          r.bad_value("proxy_protocol", *r.find("proxy_protocol"),
+                      "expected \"v1\" or \"v2\", got " + in_quotes(*pp));
+          ok = false;
+        }
+      }
       if (!ok) {
         return;
       }

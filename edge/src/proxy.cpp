@@ -371,7 +371,8 @@ asio::awaitable<bool> HttpsSession::handle_request(
         co_return keep;
       }
       stream_ = tunnel_info->conn->open_stream(
-          tunnel::Open{*host, target, client_ip_, static_cast<std::uint8_t>(x.websocket ? 1 : 0)},
+          tunnel::Open{*host, target, client_ip_ + " " + std::to_string(client_port_),
+                       static_cast<std::uint8_t>(x.websocket ? 1 : 0)},
           ex);
       if (!stream_) {
         bool keep = co_await send_error(http::status::service_unavailable, x, keep_if_error, 1);

@@ -105,3 +105,22 @@ TEST_CASE("proxy_protocol v1: encode", "[proxy_protocol][common]") {
   REQUIRE(round.status == pp::Status::complete);
   CHECK(round.header.destination.port == 6);
 }
+
+TEST_CASE("proxy_protocol: header for the OPEN frame's client field", "[proxy_protocol][common]") {
+  const pp::Endpoint svc{make_address("127.0.0.1"), 3000};
+  CHECK(pp::parse_client_field("192.0.2.1 5000") == pp::Endpoint{make_address("192.0.2.1"), 5000});
+  CHECK(pp::parse_client_field("2001:db8::1 1") == pp::Endpoint{make_address("2001:db8::1"), 1});
+  CHECK_FALSE(pp::parse_client_field("192.0.2.1"));  // an edge before issue 9: no port
+  CHECK_FALSE(pp::parse_client_field("192.0.2.1 99999"));
+  CHECK_FALSE(pp::parse_client_field(""));
+  CHECK(pp::header_for_client(1, "192.0.2.1 5000", svc) ==
+        "PROXY TCP4 192.0.2.1 127.0.0.1 5000 3000\r\n");
+  CHECK(pp::header_for_client(1, "192.0.2.1", svc) == "PROXY UNKNOWN\r\n");
+  auto v2 = pp::parse(pp::header_for_client(2, "192.0.2.1 5000", svc));
+  REQUIRE(v2.status == pp::Status::complete);
+  CHECK(v2.header.source == pp::Endpoint{make_address("192.0.2.1"), 5000});
+  auto local = pp::parse(pp::header_for_client(2, "?", svc));
+  REQUIRE(local.status == pp::Status::complete);
+  CHECK(local.header.local);
+  CHECK(local.consumed == 16);
+}

@@ -55,4 +55,11 @@ std::string encode_v1(const Endpoint& source, const Endpoint& destination);
 // (IPv6 when either end is IPv6 and not IPv4-mapped), no TLVs.
 std::string encode_v2(const Endpoint& source, const Endpoint& destination);
 
+// The OPEN frame's client field: "address" or "address port" (issue 9). The
+// header an origin sends a service for it, `destination` being the service's
+// address: v1 "UNKNOWN" / v2 LOCAL when the field names no address and port.
+std::optional<Endpoint> parse_client_field(std::string_view field);
+std::string header_for_client(int version, std::string_view client_field,
+                              const Endpoint& destination);
+
 }  // namespace hearth::proxy_protocol

@@ -93,6 +93,7 @@ struct Route {
   std::string path = "/";   // prefix, starts with '/'
   ServiceUrl service;
   bool tls_verify = false;  // for https services: verify the local service's certificate
+  int proxy_protocol = 0;   // issue 9: 1 or 2 = send a PROXY v1/v2 header to the service first
 };
 
 struct OriginConfig {
