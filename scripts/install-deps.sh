@@ -17,14 +17,14 @@ set -euo pipefail
 BUILD_DEPS=(
   build-essential g++ clang-14 cmake ninja-build pkg-config
   libboost1.81-dev libssl-dev libcli11-dev libtomlplusplus-dev libmnl-dev catch2
-  libclang-rt-14-dev libnghttp2-dev libboost-json1.81-dev
+  libcrypt-dev libclang-rt-14-dev libnghttp2-dev libboost-json1.81-dev
 )
 # Test, demo and bench: curl and openssl drive the edge, python3-websockets is the
 # WebSocket client and the sample home service, nftables + iproute2 build the CGNAT
 # namespaces, wrk measures, procps gives ps and free (process and memory figures);
 # nghttp2-client (nghttp, h2load) and python3-h2 (raw frames) test the HTTP/2 front end.
 TEST_DEPS=(
-  curl openssl python3 python3-websockets nftables iproute2 wrk procps
+  curl openssl python3 python3-websockets nftables iproute2 wrk procps testssl.sh
   nghttp2-client python3-h2
   # pebble: the ACME test CA and its challenge server (tests/integration/test_acme.py).
   pebble

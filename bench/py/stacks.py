@@ -516,6 +516,7 @@ listen_tunnel = "{vps}:{tunnel}"
 listen_admin  = "127.0.0.1:{admin}"
 state_dir     = "{d}/state"
 workers       = {workers}
+max_connections_per_ip = 20000  # every bench client is one loopback address
 
 [[tls.certificates]]
 cert = "{cert}"

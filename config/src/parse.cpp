@@ -9,6 +9,8 @@
 #include <toml++/toml.h>
 
 #include <unistd.h>
+#include <charconv>
+#include <cmath>
 
 #include <algorithm>
 #include <cctype>
@@ -792,6 +794,319 @@ void read_origin_wireguard(Context& ctx, TableReader& top, OriginConfig& cfg,
 
 // --- end of [wireguard] -------------------------------------------------------------------
 
+// ---- Policies (issue 9): [policy] (the default) and [[policies]] ---------------------
+// One contiguous block: value checks live in policy_values.cpp, the engine in
+// edge/src/policy/. Every [[policies]] entry starts as a copy of [policy].
+
+bool policy_header_name_ok(std::string_view name) {
+  if (name.empty() || name.size() > 256) return false;
+  for (char c : name) {
+    const bool tchar = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                       std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!tchar) return false;
+  }
+  // Framing and hop-by-hop headers are the proxy's business, not a policy's.
+  static constexpr std::string_view reserved[] = {
+      "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te", "trailer",
+      "host",           "proxy-connection"};
+  const std::string lower = detail::to_lower(name);
+  return std::find(std::begin(reserved), std::end(reserved), lower) == std::end(reserved);
+}
+
+bool policy_header_value_ok(std::string_view value) {
+  return value.size() <= 8192 && std::none_of(value.begin(), value.end(), [](char c) {
+           const auto u = static_cast<unsigned char>(c);
+           return (u < 0x20 && c != '\t') || u == 0x7f;
+         });
+}
+
+void read_policy_cidrs(TableReader& r, std::string_view key, Context& ctx,
+                       std::vector<CidrRange>& out) {
+  const toml::array* list = r.array(key);
+  if (list == nullptr) return;
+  out.clear();  // an explicit list replaces the inherited one ([] clears it)
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const toml::node& node = (*list)[i];
+    const std::string path = index_key(r.key_path(key), i);
+    if (!node.is_string()) {
+      ctx.add(node.source(), path, "expected a CIDR string such as \"192.0.2.0/24\"");
+      continue;
+    }
+    const std::string& text = node.as_string()->get();
+    if (auto range = parse_cidr(text)) {
+      out.push_back(std::move(*range));
+    } else {
+      ctx.add(node.source(), path,
+              "not a CIDR range: " + in_quotes(text) +
+                  " (\"192.0.2.0/24\", \"2001:db8::/32\" or one address; host bits zero)");
+    }
+  }
+}
+
+void read_policy_header_values(TableReader& r, std::string_view key, Context& ctx,
+                               std::vector<HeaderValue>& out) {
+  const toml::table* table = r.table(key);
+  if (table == nullptr) return;
+  out.clear();
+  for (auto&& [name, node] : *table) {
+    const std::string path = join_key(r.key_path(key), name.str());
+    if (!policy_header_name_ok(name.str())) {
+      ctx.add(node.source(), path, "not a header name a policy may set: " + in_quotes(name.str()));
+    } else if (!node.is_string()) {
+      ctx.add(node.source(), path, "expected a string value");
+    } else if (!policy_header_value_ok(node.as_string()->get())) {
+      ctx.add(node.source(), path, "header value with control characters or over 8 KiB");
+    } else {
+      out.push_back(HeaderValue{std::string(name.str()), node.as_string()->get()});
+    }
+  }
+}
+
+void read_policy_header_names(TableReader& r, std::string_view key, Context& ctx,
+                              std::vector<std::string>& out) {
+  const toml::array* list = r.array(key);
+  if (list == nullptr) return;
+  out.clear();
+  for (std::size_t i = 0; i < list->size(); ++i) {
+    const toml::node& node = (*list)[i];
+    const std::string path = index_key(r.key_path(key), i);
+    if (!node.is_string() || !policy_header_name_ok(node.as_string()->get())) {
+      ctx.add(node.source(), path, "expected a header name a policy may remove");
+      continue;
+    }
+    out.push_back(detail::to_lower(node.as_string()->get()));
+  }
+}
+
+// The keys every policy table may hold (not host/path, which only [[policies]] has).
+void read_policy_keys(TableReader& r, Context& ctx, Policy& p) {
+  if (auto rate = r.string("rate")) {
+    if (*rate == "off") {
+      p.rate.reset();
+    } else if (auto per_second = parse_rate(*rate)) {
+      RateLimit limit;
+      limit.per_second = *per_second;
+      // Default burst: one second's worth (at least 1).
+      limit.burst = static_cast<std::uint32_t>(std::max(1.0, std::ceil(*per_second)));
+      p.rate = limit;
+    } else {
+      r.bad_value("rate", *r.find("rate"),
+                  "not a rate: " + in_quotes(*rate) +
+                      " (requests per second, minute or hour: \"10/s\", \"100/m\"; or \"off\")");
+    }
+  }
+  if (const toml::node* burst = r.find("burst")) {
+    std::uint32_t value = 0;
+    r.integer("burst", value, 1, 1'000'000);
+    if (value != 0) {
+      if (p.rate) {
+        p.rate->burst = value;
+      } else {
+        r.bad_value("burst", *burst, "burst needs a rate");
+      }
+    }
+  }
+  if (auto on = r.boolean("security_headers")) p.security_headers = *on;
+  if (auto hsts = r.string("hsts")) {
+    if (hsts->empty() || !policy_header_value_ok(*hsts) || !hsts->starts_with("max-age=")) {
+      r.bad_value("hsts", *r.find("hsts"),
+                  "not a Strict-Transport-Security value: " + in_quotes(*hsts) +
+                      " (e.g. \"max-age=31536000; includeSubDomains\")");
+    } else {
+      p.hsts = *hsts;
+    }
+  }
+  if (auto preload = r.boolean("hsts_preload");
+      preload && *preload && p.hsts.find("preload") == std::string::npos) {
+    p.hsts += "; preload";
+  }
+  if (auto realm = r.string("basic_auth_realm")) {
+    if (realm->empty() || realm->find('"') != std::string::npos ||
+        realm->find('\\') != std::string::npos || !policy_header_value_ok(*realm)) {
+      r.bad_value("basic_auth_realm", *r.find("basic_auth_realm"),
+                  "a realm is 1+ printable characters without quotes or backslashes");
+    } else if (p.basic_auth) {
+      p.basic_auth->realm = *realm;
+    }
+  }
+  if (const toml::node* node = r.find("basic_auth_file")) {
+    if (node->is_string() && node->as_string()->get().empty()) {
+      p.basic_auth.reset();  // "" turns off an inherited basic_auth_file
+    } else if (auto file = r.readable_file("basic_auth_file", false)) {
+      auto read = detail::read_file(*file, 4u << 20);
+      if (!read.text) {
+        r.bad_value("basic_auth_file", *node, read.error);
+      } else {
+        auto parsed = parse_htpasswd(*read.text);
+        if (parsed.error) {
+          // file:line of the htpasswd file, and the key that named it.
+          ctx.add(to_int(node->source().begin.line), to_int(node->source().begin.column),
+                  r.key_path("basic_auth_file"),
+                  file->string() + ":" + std::to_string(parsed.error->line) + ": " +
+                      parsed.error->message);
+        } else if (parsed.users.empty()) {
+          r.bad_value("basic_auth_file", *node, file->string() + ": no users");
+        } else {
+          BasicAuth auth;
+          auth.file = *file;
+          if (p.basic_auth) auth.realm = p.basic_auth->realm;
+          auth.users = std::move(parsed.users);
+          p.basic_auth = std::move(auth);
+          if (auto realm = r.string("basic_auth_realm"); realm && !realm->empty()) {
+            p.basic_auth->realm = *realm;
+          }
+        }
+      }
+    }
+  }
+  read_policy_cidrs(r, "allow", ctx, p.allow);
+  read_policy_cidrs(r, "deny", ctx, p.deny);
+  if (r.find("max_body_size") != nullptr) {
+    std::uint64_t size = p.max_body_size.value_or(0);
+    r.size("max_body_size", size, 0);
+    p.max_body_size = size;
+  }
+  const auto duration = [&](std::string_view key, std::optional<Duration>& out) {
+    if (r.find(key) == nullptr) return;
+    Duration value = out.value_or(Duration::zero());
+    r.duration(key, value);
+    if (value.count() > 0) out = value;
+  };
+  duration("response_header_timeout", p.response_header_timeout);
+  duration("idle_timeout", p.idle_timeout);
+  duration("websocket_idle_timeout", p.websocket_idle_timeout);
+  read_policy_header_values(r, "add_response_headers", ctx, p.add_response_headers);
+  read_policy_header_names(r, "remove_response_headers", ctx, p.remove_response_headers);
+  read_policy_header_values(r, "add_request_headers", ctx, p.add_request_headers);
+  read_policy_header_names(r, "remove_request_headers", ctx, p.remove_request_headers);
+  if (const toml::table* pages = r.table("error_pages")) {
+    p.error_pages.clear();
+    for (auto&& [status, node] : *pages) {
+      const std::string path = join_key(r.key_path("error_pages"), status.str());
+      unsigned code = 0;
+      const std::string_view s = status.str();
+      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), code);
+      if (ec != std::errc() || end != s.data() + s.size() || code < 400 || code > 599) {
+        ctx.add(node.source(), path, "error page keys are status codes 400..599");
+        continue;
+      }
+      if (!node.is_string() || node.as_string()->get().empty()) {
+        ctx.add(node.source(), path, "expected the path of an HTML file");
+        continue;
+      }
+      const auto file = detail::resolve(ctx.base_dir(), node.as_string()->get());
+      auto read = detail::read_file(file, 1u << 20);
+      if (!read.text) {
+        ctx.add(node.source(), path, read.error);
+        continue;
+      }
+      p.error_pages[code] = std::move(*read.text);
+    }
+  }
+}
+
+// [edge] connection limits (issue 9), read into the [edge] table's reader.
+void read_connection_limits(TableReader& edge, EdgeConfig& cfg) {
+  edge.integer("max_connections_per_ip", cfg.max_connections_per_ip, 1,
+               std::numeric_limits<std::uint32_t>::max());
+  edge.integer("max_tracked_clients", cfg.max_tracked_clients, 16, 1 << 24);
+  const auto rate = [&](std::string_view key, std::string_view burst_key,
+                        std::optional<RateLimit>& out) {
+    if (auto text = edge.string(key)) {
+      if (*text == "off") {
+        out.reset();
+      } else if (auto per_second = parse_rate(*text)) {
+        out = RateLimit{*per_second,
+                        static_cast<std::uint32_t>(std::max(1.0, std::ceil(*per_second)))};
+      } else {
+        edge.bad_value(
+            key, *edge.find(key),
+            "not a rate: " + in_quotes(*text) + " (e.g. \"20/s\", \"600/m\" or \"off\")");
+      }
+    }
+    if (const toml::node* node = edge.find(burst_key)) {
+      std::uint32_t burst = 0;
+      edge.integer(burst_key, burst, 1, 1'000'000);
+      if (burst != 0 && out) {
+        out->burst = burst;
+      } else if (burst != 0) {
+        edge.bad_value(burst_key, *node, "needs " + std::string(key));
+      }
+    }
+  };
+  rate("connection_rate_per_ip", "connection_burst_per_ip", cfg.connection_rate_per_ip);
+  rate("max_connection_rate", "max_connection_burst", cfg.max_connection_rate);
+  if (auto policy = edge.string("tls_policy")) {
+    if (*policy == "intermediate") {
+      cfg.tls_policy = EdgeConfig::TlsPolicy::intermediate;
+    } else if (*policy == "modern") {
+      cfg.tls_policy = EdgeConfig::TlsPolicy::modern;
+    } else {
+      edge.bad_value("tls_policy", *edge.find("tls_policy"),
+                     "expected \"intermediate\" or \"modern\", got " + in_quotes(*policy));
+    }
+  }
+  if (auto tickets = edge.boolean("session_tickets")) cfg.session_tickets = *tickets;
+}
+
+void read_policies(Context& ctx, TableReader& top, EdgeConfig& cfg) {
+  Policy defaults;
+  defaults.id = "default";
+  if (const toml::table* table = top.table("policy")) {
+    TableReader r(ctx, table, "policy");
+    defaults.line = to_int(table->source().begin.line);
+    read_policy_keys(r, ctx, defaults);
+    r.reject_unknown_keys();
+    cfg.default_policy = defaults;
+  }
+  const toml::array* list = top.array("policies");
+  if (list == nullptr) return;
+  std::map<std::pair<std::string, std::string>, int> seen;  // (host, path) -> line
+  for_each_table(top, "policies", *list, ctx, [&](TableReader& r, std::size_t index) {
+    Policy p = defaults;
+    p.line = to_int((*list)[index].source().begin.line);
+    bool ok = true;
+    if (const toml::node* host = r.find("host", true)) {
+      if (auto pattern = hostname_pattern(*host, ctx, r.key_path("host"))) {
+        p.host = std::move(*pattern);
+      } else {
+        ok = false;
+      }
+    } else {
+      ok = false;
+    }
+    if (auto path = r.string("path")) {
+      const bool clean = std::none_of(path->begin(), path->end(), [](char c) {
+        return static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '?' || c == '#' ||
+               c == '%' || c == '\\';
+      });
+      if (path->empty() || path->front() != '/' || !clean ||
+          path->find("//") != std::string::npos || path->find("/./") != std::string::npos ||
+          path->find("/../") != std::string::npos || path->ends_with("/.") ||
+          path->ends_with("/..")) {
+        r.bad_value("path", *r.find("path"),
+                    "not a normalized path prefix: " + in_quotes(*path) +
+                        " (starts with '/'; no spaces, '?', '#', '%', '\\', '//' or dot segments)");
+        ok = false;
+      } else {
+        p.path = std::move(*path);
+      }
+    }
+    read_policy_keys(r, ctx, p);
+    if (!ok) return;
+    p.id = p.host + " " + p.path;
+    if (auto [it, inserted] = seen.emplace(std::pair(p.host, p.path), p.line); !inserted) {
+      ctx.add_for_table((*list)[index], r.path(),
+                        "duplicate policy for host " + in_quotes(p.host) + " path " +
+                            in_quotes(p.path) + " (first defined at line " +
+                            std::to_string(it->second) + ")");
+      return;
+    }
+    cfg.policies.push_back(std::move(p));
+  });
+}
+// ---- end of policies ----------------------------------------------------------------
+
 void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
   TableReader top(ctx, &root, "");
 
@@ -892,6 +1207,7 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
       }
     }
     read_admin_token(edge, cfg.listen_admin, cfg.admin_token_file, cfg.admin_token);
+    read_connection_limits(edge, cfg);  // issue 9
     edge.reject_unknown_keys();
   }
 
@@ -978,6 +1294,7 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
   }
   read_acme(ctx, top, cfg);
   read_edge_wireguard(ctx, top, cfg);  // [wireguard] (issue 10)
+  read_policies(ctx, top, cfg);  // issue 9
   top.reject_unknown_keys();
 }
 
@@ -1114,6 +1431,15 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
       }
       if (auto verify = r.boolean("tls_verify")) {
         route.tls_verify = *verify;
+      }
+      if (auto pp = r.string("proxy_protocol")) {  // issue 9
+        if (*pp == "v1" || *pp == "v2") {
+          route.proxy_protocol = *pp == "v1" ? 1 : 2;
+        } else {
+          r.bad_value("proxy_protocol", *r.find("proxy_protocol"),
+                      "expected \"v1\" or \"v2\", got " + in_quotes(*pp));
+          ok = false;
+        }
       }
       // Health check keys (issue 13).
       if (auto check = r.string("health_check")) {

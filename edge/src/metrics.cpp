@@ -106,6 +106,23 @@ std::string Metrics::prometheus(const Registry& registry) const {
   }
   request_stats.render(out);
   append_process_metrics(out);
+  // Issue 9: connection limits at accept.
+  static constexpr const char* kRefusedReasons[] = {"",
+                                                    "max_connections",
+                                                    "max_connection_rate",
+                                                    "max_connections_per_ip",
+                                                    "connection_rate_per_ip",
+                                                    "table_full"};
+  out += "# HELP hearth_connections_refused_total Client connections closed at accept, by limit.\n";
+  out += "# TYPE hearth_connections_refused_total counter\n";
+  for (std::size_t i = 1; i < connections_refused.size(); ++i) {
+    out += std::string("hearth_connections_refused_total{reason=\"") + kRefusedReasons[i] + "\"} " +
+           std::to_string(connections_refused[i].load()) + "\n";
+  }
+  out += "# HELP hearth_connection_table_entries Client IPs (/64) tracked at accept.\n";
+  out += "# TYPE hearth_connection_table_entries gauge\n";
+  out +=
+      "hearth_connection_table_entries " + std::to_string(connection_table_entries.load()) + "\n";
   return out;
 }
 

@@ -20,6 +20,7 @@
 #include "hearth/common/workers.hpp"
 #include "hearth/config/pairing.hpp"
 #include "hearth/config/parse.hpp"
+#include "hearth/edge/conn_limits.hpp"
 #include "hearth/edge/edge.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
@@ -30,6 +31,7 @@
 #include "support/asio.hpp"
 #include "tls/alpn.hpp"
 #include "wireguard.hpp"
+#include "tls_policy.hpp"
 
 namespace hearth::edge {
 namespace {
@@ -88,6 +90,16 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg,
     }
     SSL_CTX_set_alpn_select_cb(ctx->native_handle(), select_alpn, alpn_offer(cfg.http2));
     X509* leaf = SSL_CTX_get0_certificate(ctx->native_handle());
+    // Issue 9: an RSA and an ECDSA certificate for the same names share a context.
+    auto same = std::find_if(tls->entries.begin(), tls->entries.end(), [&](const auto& e) {
+      return is_alternate_certificate(e.ctx->native_handle(), e.leaf, leaf);
+    });
+    if (same != tls->entries.end()) {
+      same->ctx->use_certificate_chain_file(c.cert.string());
+      same->ctx->use_private_key_file(c.key.string(), asio::ssl::context::pem);
+      continue;
+    }
+    apply_tls_policy(ctx->native_handle(), cfg);  // issue 9: Mozilla intermediate/modern
     tls->entries.push_back({ctx, leaf});
   }
   add_acme_contexts(*tls, std::move(acme), select_http11);  // issue 12: managed certificates
@@ -135,12 +147,14 @@ class Edge {
   }
   bool listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind);
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, int kind);
+  void start_client(tcp::socket sock, int kind);  // issue 9: limits, then a pinned worker
   asio::awaitable<void> tunnel_session(tcp::socket sock, std::size_t worker);
   asio::awaitable<void> reject(tunnel::TlsStream& tls, std::string peer, std::string origin,
                                std::string reason);
   std::map<std::string, std::vector<std::string>> authorized_origins(
       const std::filesystem::path& state_dir);
   void on_signal(error_code ec, int sig);
+  void schedule_ticket_key_rotation();  // issue 9: session_tickets keys live < 24 h
   void reload();
   void begin_drain();
   void drain_tick(std::chrono::steady_clock::time_point deadline);
@@ -161,10 +175,14 @@ class Edge {
   std::unique_ptr<tcp::acceptor> https_acc_, http_acc_, tunnel_acc_, admin_acc_;
   std::unique_ptr<asio::steady_timer> drain_timer_;
   std::unique_ptr<asio::steady_timer> stop_timer_;
+  std::unique_ptr<asio::steady_timer> ticket_timer_;
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
   std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
   std::unique_ptr<AcmeService> acme_;  // issue 12; null without [acme]
+  ConnectionLimiter limiter_;  // control thread only
+  std::chrono::steady_clock::time_point refused_logged_{};
+  std::uint64_t refused_unlogged_ = 0;
 };
 
 // Read on every handshake so `invite` needs no reload. When the state files
@@ -207,9 +225,10 @@ enum Kind { kHttps, kHttp, kTunnel, kAdmin };
 asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
   for (;;) {
     std::size_t tunnel_idx = kind == kTunnel ? tunnel_worker() : 0;
-    auto& worker = kind == kAdmin    ? control_
-                   : kind == kTunnel ? *workers_[tunnel_idx]
-                                     : next_worker();
+    // Client connections are accepted here and moved to their worker by start_client.
+    auto& worker = kind == kAdmin || kind == kHttps || kind == kHttp ? control_
+                   : kind == kTunnel                                 ? *workers_[tunnel_idx]
+                                                                     : next_worker();
     auto [ec, sock] = co_await acc.async_accept(worker, tuple_awaitable);
     if (ec) {
       if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
@@ -219,22 +238,12 @@ asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
       co_await t.async_wait(tuple_awaitable);
       continue;
     }
-    auto cfg = shared_->config();
-    if (kind == kHttps && shared_->metrics.client_connections.load() >=
-                              static_cast<std::int64_t>(cfg->max_connections)) {
-      shared_->metrics.connections_rejected.fetch_add(1);
-      error_code ignored;
-      sock.close(ignored);
+    if (kind == kHttps || kind == kHttp) {
+      start_client(std::move(sock), kind);
       continue;
     }
     auto ex = sock.get_executor();
     switch (kind) {
-      case kHttps:
-        asio::co_spawn(ex, https_session(shared_, std::move(sock)), log_exception);
-        break;
-      case kHttp:
-        asio::co_spawn(ex, http_redirect_session(shared_, std::move(sock)), log_exception);
-        break;
       case kTunnel:
         worker_tunnels_[tunnel_idx].fetch_add(1);
         asio::co_spawn(ex, tunnel_session(std::move(sock), tunnel_idx), log_exception);
@@ -243,6 +252,59 @@ asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
         asio::co_spawn(ex, admin_session(shared_, std::move(sock)), log_exception);
         break;
     }
+  }
+}
+
+// Issue 9: the connection limits (conn_limits.hpp) before any TLS work, then
+// the worker chosen by the client's address, so all of a client's connections
+// share one worker's policy shard (exact per-client rate limits without locks).
+void Edge::start_client(tcp::socket sock, int kind) {
+  const auto cfg = shared_->config();
+  error_code ec;
+  const auto peer = sock.remote_endpoint(ec);
+  if (ec) return;
+  const auto key = policy::client_info(peer.address()).key;
+  limiter_.set_limits({cfg->max_connections, cfg->max_connections_per_ip,
+                       cfg->connection_rate_per_ip, cfg->max_connection_rate,
+                       cfg->max_tracked_clients});
+  const auto now = std::chrono::steady_clock::now();
+  const auto verdict = limiter_.admit(key, now);
+  shared_->metrics.connection_table_entries.store(static_cast<std::int64_t>(limiter_.tracked()));
+  if (verdict != AcceptVerdict::accept) {
+    shared_->metrics.connections_rejected.fetch_add(1);
+    shared_->metrics.connections_refused[static_cast<std::size_t>(verdict)].fetch_add(1);
+    ++refused_unlogged_;
+    if (now - refused_logged_ >= std::chrono::seconds(1)) {  // at most one line a second
+      log::warn("accept.refused", {{"client", client_ip_string(peer.address())},
+                                   {"limit", to_string(verdict)},
+                                   {"refused_since_last_line", refused_unlogged_}});
+      refused_logged_ = now;
+      refused_unlogged_ = 0;
+    }
+    sock.close(ec);
+    return;
+  }
+  auto& worker = *workers_[worker_for(key, workers_.size())];
+  const auto protocol = peer.protocol();
+  const auto fd = sock.release(ec);
+  tcp::socket moved(worker);
+  if (!ec) moved.assign(protocol, fd, ec);
+  auto done = [this, key](std::exception_ptr e) {
+    log_exception(e);
+    asio::post(control_, [this, key] {
+      limiter_.release(key, std::chrono::steady_clock::now());
+      shared_->metrics.connection_table_entries.store(
+          static_cast<std::int64_t>(limiter_.tracked()));
+    });
+  };
+  if (ec) {
+    done(nullptr);
+    return;
+  }
+  if (kind == kHttps) {
+    asio::co_spawn(worker, https_session(shared_, std::move(moved)), std::move(done));
+  } else {
+    asio::co_spawn(worker, http_redirect_session(shared_, std::move(moved)), std::move(done));
   }
 }
 
@@ -421,6 +483,25 @@ void Edge::reload() {
                             {"origins", cfg->origins.size()}});
 }
 
+// New HTTPS contexts (so new session-ticket keys) every 12 h; connections in
+// progress keep theirs. With session_tickets = false there is nothing to rotate.
+void Edge::schedule_ticket_key_rotation() {
+  ticket_timer_ = std::make_unique<asio::steady_timer>(control_, std::chrono::hours(12));
+  ticket_timer_->async_wait([this](error_code ec) {
+    if (ec || shared_->draining.load()) return;
+    auto cfg = shared_->config();
+    if (cfg->session_tickets) {
+      try {
+        shared_->swap(cfg, make_https_tls(*cfg));
+        log::info("tls.ticket_keys_rotated");
+      } catch (const std::exception& e) {
+        log::error("tls.ticket_keys_rotation_failed", {{"error", e.what()}});
+      }
+    }
+    schedule_ticket_key_rotation();
+  });
+}
+
 void Edge::on_signal(error_code ec, int sig) {
   if (ec) return;
   if (sig == SIGHUP) {
@@ -474,6 +555,7 @@ void Edge::stop_all() {
   error_code ignored;
   if (admin_acc_) admin_acc_->close(ignored);
   signals_.cancel(ignored);
+  if (ticket_timer_) ticket_timer_->cancel();
   // Give the closes a moment to reach the sockets before the workers stop.
   stop_timer_ = std::make_unique<asio::steady_timer>(control_, std::chrono::milliseconds(50));
   stop_timer_->async_wait([this](error_code) {
@@ -502,6 +584,7 @@ int Edge::run() {
   if (http_acc_) asio::co_spawn(control_, accept_loop(*http_acc_, kHttp), log_exception);
   if (admin_acc_) asio::co_spawn(control_, accept_loop(*admin_acc_, kAdmin), log_exception);
 
+  schedule_ticket_key_rotation();
   signals_.add(SIGTERM);
   signals_.add(SIGINT);
   signals_.add(SIGHUP);

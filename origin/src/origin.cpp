@@ -27,6 +27,7 @@
 #include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/process_metrics.hpp"
+#include "hearth/common/proxy_protocol.hpp"
 #include "hearth/common/route_match.hpp"
 #include "hearth/common/sd_notify.hpp"
 #include "hearth/common/version.hpp"
@@ -447,6 +448,17 @@ asio::awaitable<void> Origin::handle_stream(tunnel::TunnelStream ts, tunnel::Ope
                              {"client", meta.client},
                              {"service", r.service.to_string()}});
   const bool websocket = meta.kind == tunnel::StreamKind::websocket;
+  if (r.proxy_protocol != 0) {  // issue 9: the real client first, before any TLS
+    const auto peer = svc.socket().remote_endpoint(ignored);
+    const auto header = proxy_protocol::header_for_client(r.proxy_protocol, meta.client,
+                                                          {peer.address(), peer.port()});
+    auto [wec, wn] = co_await asio::async_write(svc, asio::buffer(header), tuple_awaitable);
+    if (wec) {
+      streams_failed_.fetch_add(1, std::memory_order_relaxed);
+      ts.reset(tunnel::ResetCode::unreachable, "PROXY header: " + wec.message());
+      co_return;
+    }
+  }
   if (!r.service.tls) {
     co_await pipe(ts, svc, websocket, idle);
     co_return;

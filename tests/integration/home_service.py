@@ -244,7 +244,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/ws-open":
             return self._json(200, {"open": WS_OPEN[0]})
         if path in ("/headers", "/drop-if-reused"):
-            return self._json(200, {
+            # ?set_header=Name:Value (repeatable) adds response headers (policy tests).
+            extra = [tuple(v.split(":", 1)) for v in q.get("set_header", []) if ":" in v]
+            return self._reply(200, json.dumps({
                 "peer": "%s:%d" % self.client_address[:2],
                 "conn_requests": self._served,
                 "service": self.server.name,
@@ -254,7 +256,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "headers": {k.lower(): ", ".join(self.headers.get_all(k))
                             for k in dict.fromkeys(self.headers.keys())},
                 "raw": [[k, v] for k, v in self.headers.items()],
-            })
+            }).encode(), "application/json", extra)
         if path == "/download":
             return self._download(q)
         if path == "/trickle":

@@ -104,6 +104,7 @@ service = "http://127.0.0.1:3000/"
 host       = "*.home.example.com"
 service    = "https://[::1]:8443"
 tls_verify = true
+proxy_protocol = "v2"
 )");
   INFO(dump(r.problems));
   REQUIRE(r.problems.empty());
@@ -138,6 +139,8 @@ tls_verify = true
   CHECK(c.routes[2].host == "*.home.example.com");
   CHECK(c.routes[2].service == ServiceUrl{true, "::1", 8443});
   CHECK(c.routes[2].tls_verify);
+  CHECK(c.routes[2].proxy_protocol == 2);
+  CHECK(c.routes[0].proxy_protocol == 0);
 }
 
 TEST_CASE("origin.toml: defaults", "[config][origin]") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "hearth/wg/device.hpp"
+#include "hearth/config/policy.hpp"
 
 namespace hearth::config {
 
@@ -133,6 +134,20 @@ struct EdgeConfig {
   std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
   std::string admin_token;                 // its contents, whitespace trimmed
   std::optional<EdgeWireguard> wireguard;  // [wireguard] (issue 10)
+  // Policies (issue 9): [policy] applies where no [[policies]] entry matches;
+  // each [[policies]] entry is a copy of it with its own keys on top.
+  std::optional<Policy> default_policy;
+  std::vector<Policy> policies;
+  // Connection limits at accept ([edge] keys, issue 9); max_connections above is the global cap.
+  std::uint32_t max_connections_per_ip = 256;     // concurrent, per IP (IPv6: per /64)
+  std::optional<RateLimit> connection_rate_per_ip;  // new connections per IP; none: no limit
+  std::optional<RateLimit> max_connection_rate;     // new connections, all clients
+  std::uint32_t max_tracked_clients = 65536;        // bound of the accept-time table
+  // TLS policy (issue 9): Mozilla server-side TLS 5.7 "intermediate" (TLS 1.2 + 1.3,
+  // AEAD only) or "modern" (TLS 1.3 only); stateless session tickets off by default.
+  enum class TlsPolicy { intermediate, modern };
+  TlsPolicy tls_policy = TlsPolicy::intermediate;
+  bool session_tickets = false;  // true: tickets, keys replaced at least every 24 h
 };
 
 // [[routes]] in origin.toml.
@@ -149,6 +164,7 @@ struct Route {
   Duration health_timeout = std::chrono::seconds(2);
   unsigned health_rise = 2;  // consecutive passes to become healthy
   unsigned health_fall = 3;  // consecutive failures to become unhealthy
+  int proxy_protocol = 0;   // issue 9: 1 or 2 = send a PROXY v1/v2 header to the service first
 };
 
 struct OriginConfig {
