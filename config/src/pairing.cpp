@@ -360,8 +360,8 @@ std::string invite_origin(const EdgeConfig& cfg, std::string_view name,
   for (const auto& grant : cfg.origins) {
     if (grant.name == name) hostnames = grant.hostnames;
   }
-  crypto::JoinToken token{std::string(edge_address), *edge_pin, std::string(name), origin_key};
-  token.hostnames = hostnames;
+  crypto::JoinToken token{std::string(edge_address), *edge_pin, std::string(name), origin_key,
+                          hostnames};
   if (cfg.wireguard) {
     // WireGuard link (issue 10): the origin's key pair and address, recorded for the edge.
     const auto& w = *cfg.wireguard;

@@ -43,10 +43,10 @@ std::vector<std::shared_ptr<X509>> static_leaves(const config::EdgeConfig& cfg) 
 }  // namespace
 
 void add_acme_contexts(HttpsTls& tls, std::shared_ptr<const AcmeTls> acme,
-                       SSL_CTX_alpn_select_cb_func alpn) {
+                       SSL_CTX_alpn_select_cb_func alpn, void* alpn_arg) {
   if (!acme) return;
   for (const auto& e : acme->entries) {
-    SSL_CTX_set_alpn_select_cb(e.ctx->native_handle(), alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(e.ctx->native_handle(), alpn, alpn_arg);
     tls.entries.push_back(e);
   }
   if (tls.entries.empty()) {
@@ -54,7 +54,7 @@ void add_acme_contexts(HttpsTls& tls, std::shared_ptr<const AcmeTls> acme,
     // refuse it) until the first certificate arrives; the edge serves meanwhile.
     static const acme::PemPair fallback = acme::make_self_signed("hearth-no-certificate-yet");
     auto ctx = context_from_pem(fallback.cert_pem, fallback.key_pem);
-    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), alpn, nullptr);
+    SSL_CTX_set_alpn_select_cb(ctx->native_handle(), alpn, alpn_arg);
     tls.entries.push_back({ctx, SSL_CTX_get0_certificate(ctx->native_handle())});
   }
   for (auto& e : tls.entries) {

@@ -102,7 +102,12 @@ std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg,
     apply_tls_policy(ctx->native_handle(), cfg);  // issue 9: Mozilla intermediate/modern
     tls->entries.push_back({ctx, leaf});
   }
-  add_acme_contexts(*tls, std::move(acme), select_http11);  // issue 12: managed certificates
+  // Issue 12: managed certificates, with the same ALPN (h2 when enabled) and TLS policy.
+  const std::size_t static_entries = tls->entries.size();
+  add_acme_contexts(*tls, std::move(acme), select_alpn, alpn_offer(cfg.http2));
+  for (std::size_t i = static_entries; i < tls->entries.size(); ++i) {
+    apply_tls_policy(tls->entries[i].ctx->native_handle(), cfg);
+  }
   if (tls->entries.empty()) throw std::runtime_error("no [[tls.certificates]] configured");
   for (auto& e : tls->entries) {
     SSL_CTX_set_tlsext_servername_callback(e.ctx->native_handle(), select_certificate);

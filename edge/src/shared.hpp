@@ -46,7 +46,7 @@ struct AcmeTls {
 // Appends the managed contexts (or a fallback when there is no certificate at all)
 // and hooks the tls-alpn-01 ClientHello callback into every context.
 void add_acme_contexts(HttpsTls& tls, std::shared_ptr<const AcmeTls> acme,
-                       SSL_CTX_alpn_select_cb_func alpn);
+                       SSL_CTX_alpn_select_cb_func alpn, void* alpn_arg);
 
 // Throws std::runtime_error naming the file when a certificate or key is unusable.
 std::shared_ptr<HttpsTls> make_https_tls(const config::EdgeConfig& cfg,
