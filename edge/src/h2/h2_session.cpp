@@ -654,8 +654,12 @@ void H2Session::start_ready_streams() {
       continue;
     }
     bool websocket = false;
+    // A Sec-WebSocket-Key only for an extended CONNECT (no RAND_bytes per request).
+    const bool extended = std::any_of(s->fields_.begin(), s->fields_.end(),
+                                      [](const H2Field& f) { return f.name == ":protocol"; });
     auto err =
-        h2_to_http1_head(s->fields_, s->recv_end_, random_ws_key(), s->req_.base(), websocket);
+        h2_to_http1_head(s->fields_, s->recv_end_, extended ? random_ws_key() : std::string(),
+                         s->req_.base(), websocket);
     s->fields_.clear();
     s->fields_.shrink_to_fit();
     if (err) {
