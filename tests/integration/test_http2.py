@@ -30,6 +30,7 @@ try:
     import h2.config
     import h2.connection
     import h2.events
+    import h2.exceptions
     import h2.settings
     import hpack
 except ImportError:  # pragma: no cover
@@ -567,6 +568,72 @@ def main():
             edge.wait_event("reload.done", timeout=10, since=mark)
         out = h2curl("-o", "/dev/null", "-w", "%{http_version}", h.url("/headers"))
         expect_eq(out, "2", "http2 back on after the next reload")
+
+    @run.case
+    def body_limit_413_after_sighup():
+        # The limit comes from the config of the exchange: a SIGHUP applies at once,
+        # also on a connection that was open before (curl opens new ones here).
+        with open(h.edge_conf) as f:
+            orig = f.read()
+        try:
+            with open(h.edge_conf, "w") as f:
+                f.write(orig.replace('idle_timeout = "3s"', 'idle_timeout = "3s"\nmax_body_size = "1MB"'))
+            mark = edge.mark()
+            edge.signal(1)
+            edge.wait_event("reload.done", timeout=10, since=mark)
+            before = metrics().get('hearth_http_requests_total{code="413"}', 0)
+            # Raw frames: curl 7.88 reports "(92) stream error" and drops the response when
+            # RST_STREAM(NO_ERROR) stops its upload after the 413, which RFC 9113 8.1 allows.
+            # Streamed (no content-length), with flow control: 413 once past the limit.
+            s3, c3 = client()
+            c3.send_headers(1, req_headers("/echo", "POST"), end_stream=False)
+            s3.sendall(c3.data_to_send())
+            sent, evs = 0, []
+            try:
+                while sent < 1500000 and not any(isinstance(x, (h2.events.ResponseReceived,
+                                                                h2.events.StreamReset)) for x in evs):
+                    n = min(16384, c3.local_flow_control_window(1))
+                    if n == 0:
+                        evs += pump(s3, c3, lambda e: any(isinstance(x, (
+                            h2.events.WindowUpdated, h2.events.ResponseReceived,
+                            h2.events.StreamReset)) for x in e), timeout=10)
+                        continue
+                    c3.send_data(1, b"w" * n)
+                    s3.sendall(c3.data_to_send())
+                    sent += n
+            except h2.exceptions.StreamClosedError:
+                pass
+            if not any(isinstance(x, h2.events.ResponseReceived) for x in evs):
+                evs += pump(s3, c3, lambda e: any(isinstance(x, h2.events.ResponseReceived)
+                                                  for x in e), timeout=10)
+            s3.close()
+            st = [dict(x.headers)[":status"] for x in evs if isinstance(x, h2.events.ResponseReceived)]
+            print("   streamed body over max_body_size: %r after %d bytes" % (st, sent))
+            expect_eq(st, ["413"], "streamed body over max_body_size")
+            for announced in (True,):
+                s2 = raw_conn()
+                enc = hpack.Encoder()
+                extra = [("content-length", "1500000")] if announced else []
+                s2.sendall(frame(HEADERS, END_HEADERS, 1,
+                                 enc.encode(req_headers("/echo", "POST", extra=extra))))
+                try:
+                    for _ in range(16):  # 16 x 16 KiB = 256 KiB: within the stream window
+                        s2.sendall(frame(DATA, 0, 1, b"z" * 16384))
+                except OSError:
+                    pass
+                _, frames = read_until_goaway(s2, timeout=10, stop=lambda fr: any(
+                    f[2] == 1 and (f[0] == RST_STREAM or (f[1] & END_STREAM)) for f in fr))
+                s2.close()
+                expect_eq(statuses(frames, 1), ["413"], "Content-Length over max_body_size")
+            after = metrics().get('hearth_http_requests_total{code="413"}', 0)
+            expect(after - before == 2, "two 413s counted (%d)" % (after - before))
+        finally:
+            with open(h.edge_conf, "w") as f:
+                f.write(orig)
+            mark = edge.mark()
+            edge.signal(1)
+            edge.wait_event("reload.done", timeout=10, since=mark)
+        wait_streams_back()
 
     @run.case
     def goaway_on_sigterm_inflight_finishes():

@@ -4,6 +4,8 @@
 - A service that writes 100 bytes and then pauses reaches the client at once,
   in Content-Length, chunked and close-delimited framing (HTTP/1.1), and over
   HTTP/2.
+- A SIGHUP applies to the next request of a kept HTTP/1.1 connection (the
+  config snapshot is taken per exchange).
 - A client that streams an endless chunk-size line (chunk extensions) or an
   endless trailer section gets 400 and a closed connection, and the edge's
   memory does not grow with what it sends.
@@ -121,6 +123,35 @@ def main():
         s.close()
         expect_eq(status, 200, "status")
         expect(b'"length": 5' in body, "body: %r" % body)
+
+    @run.case
+    def sighup_applies_to_the_next_request_of_a_kept_connection():
+        s = h.tls_socket()
+        body = b"k" * 4000
+        req = (b"POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: %d\r\n\r\n" % len(body)
+               + body)
+        s.sendall(req)
+        status, _, _, closed = read_http_response(s, timeout=5, close_wait=0.2)
+        expect_eq((status, closed), (200, False), "first request, keep-alive")
+        with open(h.edge_conf) as f:
+            orig = f.read()
+        try:
+            with open(h.edge_conf, "w") as f:
+                f.write(orig.replace("[edge]", '[edge]\nmax_body_size = "1KB"', 1))
+            mark = edge.mark()
+            edge.signal(1)
+            edge.wait_event("reload.done", timeout=10, since=mark)
+            s.sendall(req)
+            status, _, _, _ = read_http_response(s, timeout=5, close_wait=0.2)
+            print("   same connection after SIGHUP (max_body_size 1KB): %r" % status)
+            expect(status in (400, 413), "the new limit applies on the kept connection: %r" % status)
+        finally:
+            s.close()
+            with open(h.edge_conf, "w") as f:
+                f.write(orig)
+            mark = edge.mark()
+            edge.signal(1)
+            edge.wait_event("reload.done", timeout=10, since=mark)
 
     run.finish()
 

@@ -210,6 +210,23 @@ asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
     }
     conn->tls.expires_after(first ? cfg->header_timeout : cfg->idle_timeout);
     auto [ec, n] = co_await http::async_read_header(conn->tls, buf, parser, tuple_awaitable);
+    if (!ec) {
+      // A reload while this connection waited for the head applies to this
+      // request already: the body limit is re-armed (chunked bodies are
+      // checked per chunk from here on) and a Content-Length is checked as
+      // Beast's parser would have.
+      if (auto now = shared.config(); now != cfg) {
+        cfg = std::move(now);
+        if (cfg->max_body_size > 0) {
+          parser.body_limit(cfg->max_body_size);
+          if (auto len = parser.content_length(); len && *len > cfg->max_body_size) {
+            ec = http::error::body_limit;
+          }
+        } else {
+          parser.body_limit(boost::none);
+        }
+      }
+    }
     if (ec) {
       if (is_quiet_close(ec) || ec == http::error::partial_message) break;
       auto status = ec == http::error::header_limit ? http::status::request_header_fields_too_large

@@ -145,6 +145,8 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
   http::request<http::buffer_body> req_;
   beast::flat_buffer recv_;     // bounded by the stream window we grant
   std::size_t unconsumed_ = 0;  // handed to the exchange, window not yet returned
+  std::uint64_t body_bytes_ = 0;
+  std::uint64_t max_body_ = 0;  // max_body_size of the config when the stream began (0: none)
   bool recv_end_ = false;
   std::string out_;  // response bytes for the data provider
   bool out_end_ = false;
@@ -260,6 +262,11 @@ asio::awaitable<BodyRead> H2Stream::read_body(asio::mutable_buffer b) {
     co_return BodyRead{closed_ ? error_code(asio::error::connection_reset) : gone(), 0, false};
   std::size_t n = asio::buffer_copy(b, recv_.data());
   recv_.consume(n);
+  body_bytes_ += n;
+  if (max_body_ > 0 && body_bytes_ > max_body_ && state_ != DownstreamState::upgraded) {
+    // As Beast's body_limit on HTTP/1.1: 413, and the tunnel stream is reset.
+    co_return BodyRead{http::error::body_limit, 0, false};
+  }
   last_progress_ = Clock::now();
   bool end = recv_end_ && recv_.size() == 0;
   if (end || closed_) {
@@ -646,6 +653,8 @@ void H2Session::start_ready_streams() {
     s->started_ = true;
     ++live_exchanges_;
     ever_stream_ = true;
+    auto cfg = shared_->config();  // this stream's snapshot of the limits
+    s->max_body_ = cfg->max_body_size;
     if (s->too_large_) {
       asio::co_spawn(ex_,
                      reply_only(shared_from_this(), s,
@@ -654,8 +663,12 @@ void H2Session::start_ready_streams() {
       continue;
     }
     bool websocket = false;
+    // A Sec-WebSocket-Key only for an extended CONNECT (no RAND_bytes per request).
+    const bool extended = std::any_of(s->fields_.begin(), s->fields_.end(),
+                                      [](const H2Field& f) { return f.name == ":protocol"; });
     auto err =
-        h2_to_http1_head(s->fields_, s->recv_end_, random_ws_key(), s->req_.base(), websocket);
+        h2_to_http1_head(s->fields_, s->recv_end_, extended ? random_ws_key() : std::string(),
+                         s->req_.base(), websocket);
     s->fields_.clear();
     s->fields_.shrink_to_fit();
     if (err) {
@@ -663,6 +676,13 @@ void H2Session::start_ready_streams() {
                 {{"conn", conn_->id}, {"client", conn_->client_ip}, {"reason", err->reason}});
       asio::co_spawn(ex_, reply_only(shared_from_this(), s, err->status, shared_.get()),
                      log_exception);
+      continue;
+    }
+    if (auto n = s->body_length(); n && s->max_body_ > 0 && *n > s->max_body_) {
+      // Announced over the limit: 413 before any byte reaches the service.
+      asio::co_spawn(
+          ex_, reply_only(shared_from_this(), s, http::status::payload_too_large, shared_.get()),
+          log_exception);
       continue;
     }
     take_slot(s->slot_);
