@@ -42,6 +42,10 @@ double num(const json::value* v) {
 
 const json::value* get(const json::object& o, const char* key) { return o.if_contains(key); }
 
+std::string counted(std::size_t n, const char* noun) {
+  return std::to_string(n) + " " + noun + (n == 1 ? "" : "s");
+}
+
 std::string duration(double secs) {
   long s = static_cast<long>(secs);
   char buf[32];
@@ -175,8 +179,8 @@ std::string render_edge(const json::object& o) {
                                       get(o, "draining")->as_bool())
               ? "draining"
               : "serving") +
-         ", " + std::to_string(tun.size()) + " tunnels from " + std::to_string(origins.size()) +
-         " origins, " + str(get(o, "client_connections")) + " client connections, " +
+         ", " + counted(tun.size(), "tunnel") + " from " + counted(origins.size(), "origin") +
+         ", " + str(get(o, "client_connections")) + " client connections, " +
          str(get(o, "requests_in_flight")) + " requests in flight";
   if (get(o, "requests_total")) out += ", " + str(get(o, "requests_total")) + " requests";
   if (b && b->is_object()) {

@@ -186,6 +186,8 @@ class Origin {
   // A version-1 edge refuses a version-2 HELLO: then speak 1 until a tunnel drops.
   std::atomic<std::uint16_t> hello_version_{tunnel::kProtocolVersion};
   std::vector<std::chrono::system_clock::time_point> since_;  // when conns_[i] came up
+  // Bytes of closed tunnels, so hearth_bytes_total never goes down (guarded by mu_).
+  std::uint64_t closed_bytes_in_ = 0, closed_bytes_out_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<int> live_{0};
   std::atomic<std::uint64_t> streams_total_{0};
@@ -388,6 +390,8 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
       links_[index].version = 0;
       links_[index].refused.clear();
     }
+    closed_bytes_in_ += conn->bytes_in();
+    closed_bytes_out_ += conn->bytes_out();
   }
   hello_version_.store(tunnel::kProtocolVersion);  // the edge may have been upgraded
   // Our own shutdown closing the tunnel is no warning (issue 13: a clean stop logs none).
@@ -577,8 +581,11 @@ admin::Response Origin::admin_response(std::string_view path) {
   std::size_t streams = 0;
   std::uint64_t in = 0, out = 0;
   std::string tunnels, rtt_series, uptime_series;
+  std::uint64_t total_in = 0, total_out = 0;
   {
     std::lock_guard lock(mu_);
+    total_in = closed_bytes_in_;
+    total_out = closed_bytes_out_;
     auto now = std::chrono::system_clock::now();
     for (std::size_t i = 0; i < conns_.size(); ++i) {
       const auto& c = conns_[i];
@@ -637,9 +644,10 @@ admin::Response Origin::admin_response(std::string_view path) {
         "\n# HELP hearth_streams_failed_total Streams that found no route or no local service.\n"
         "# TYPE hearth_streams_failed_total counter\nhearth_streams_failed_total " +
         std::to_string(streams_failed_.load()) +
-        "\n# HELP hearth_bytes_total Bytes carried over the live tunnels, by direction.\n"
+        "\n# HELP hearth_bytes_total Bytes carried over the tunnels, by direction.\n"
         "# TYPE hearth_bytes_total counter\nhearth_bytes_total{direction=\"in\"} " +
-        std::to_string(in) + "\nhearth_bytes_total{direction=\"out\"} " + std::to_string(out) +
+        std::to_string(total_in + in) + "\nhearth_bytes_total{direction=\"out\"} " +
+        std::to_string(total_out + out) +
         "\n# HELP hearth_tunnel_rtt_seconds Round-trip time of the last keepalive ping, per "
         "tunnel connection.\n# TYPE hearth_tunnel_rtt_seconds gauge\n" +
         rtt_series +

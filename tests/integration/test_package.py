@@ -9,7 +9,8 @@ units, checks the hearth user, state dir and that an edited conffile survives a
 reinstall, then removes and purges it (purge removes /var/lib/hearth).
 
 This installs into the real /usr/bin and /etc: it needs root and dpkg-deb
-(exit 77 otherwise), refuses to run (77) when a hearth package, /var/lib/hearth,
+(exit 77 otherwise; also 77 for a sanitizer build dir, where stripping and
+linting the big ASan binaries would cost ~100 s for nothing new), refuses to run (77) when a hearth package, /var/lib/hearth,
 /etc/hearth or /usr/bin/hearth-edge exist that it did not create, serializes
 itself with a lock file, and purges what it installed whatever happens (a
 marker under /run lets the next run clean up after a killed one).
@@ -80,6 +81,13 @@ def main():
         if not shutil.which(tool):
             run.skip("%s is missing" % tool)
     build_dir = os.path.dirname(run.bin_dir)
+    try:
+        with open(os.path.join(build_dir, "CMakeCache.txt")) as f:
+            if re.search(r"(?m)^HEARTH_SANITIZE:BOOL=ON$", f.read()):
+                # Stripping and linting ASan binaries takes ~100 s and tests nothing new.
+                run.skip("sanitizer build: the package is tested with the Release build")
+    except OSError:
+        pass
     cpack_config = os.path.join(build_dir, "CPackConfig.cmake")
     if not os.path.exists(cpack_config):
         run.skip("no CPackConfig.cmake in %s (configure the build with this tree's CMakeLists)" % build_dir)

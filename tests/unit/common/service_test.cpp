@@ -59,7 +59,7 @@ TEST_CASE("status tables for the edge and the origin", "[status]") {
     "certificates":[{"names":["app.example.com"],"not_after":4102444800,"file":"/etc/c.pem"}],
     "recent_errors":[{"ts":"t","level":"warn","event":"tunnel.refused","text":"why=x"}]})";
   const std::string out = hearth::render_status(edge);
-  CHECK(out.find("edge 0.1.0: serving, 1 tunnels from 1 origins") == 0);
+  CHECK(out.find("edge 0.1.0: serving, 1 tunnel from 1 origin,") == 0);
   CHECK(out.find("TUNNELS") != std::string::npos);
   CHECK(out.find("198.51.100.7:40112") != std::string::npos);
   CHECK(out.find("24.1 ms") != std::string::npos);
