@@ -6,10 +6,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "acme_glue.hpp"
 #include "hearth/common/admin.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
-#include "acme_glue.hpp"
 #include "shared.hpp"
 
 namespace hearth::edge {

@@ -14,6 +14,7 @@
 #include <boost/beast/ssl.hpp>
 #include <thread>
 
+#include "acme_glue.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/workers.hpp"
 #include "hearth/config/pairing.hpp"
@@ -21,7 +22,6 @@
 #include "hearth/edge/edge.hpp"
 #include "hearth/edge/http_rules.hpp"
 #include "hearth/tunnel/handshake.hpp"
-#include "acme_glue.hpp"
 #include "shared.hpp"
 
 namespace hearth::edge {
