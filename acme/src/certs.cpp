@@ -113,6 +113,7 @@ std::chrono::system_clock::time_point to_time(const ASN1_TIME* t) {
 
 std::string make_csr(const std::vector<std::string>& names, const Key& key) {
   if (names.empty()) throw std::runtime_error("a CSR needs at least one name");
+  const std::string sans = san_value(names);  // may throw: before anything is allocated
   X509_REQ* req = X509_REQ_new();
   X509_REQ_set_version(req, 0);
   if (names[0].size() <= 64) {
@@ -121,8 +122,7 @@ std::string make_csr(const std::vector<std::string>& names, const Key& key) {
   }
   X509_REQ_set_pubkey(req, key.native());
   STACK_OF(X509_EXTENSION)* exts = sk_X509_EXTENSION_new_null();
-  X509_EXTENSION* san =
-      X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, san_value(names).c_str());
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, sans.c_str());
   std::string der;
   bool ok = san != nullptr;
   if (ok) {

@@ -543,8 +543,8 @@ void read_acme(Context& ctx, TableReader& top, EdgeConfig& cfg) {
       const toml::node& node = (*list)[i];
       const auto* text = node.as_string();
       const std::string path = index_key(r.key_path("challenges"), i);
-      if (text == nullptr || (text->get() != "http-01" && text->get() != "tls-alpn-01" &&
-                              text->get() != "dns-01")) {
+      if (text == nullptr ||
+          (text->get() != "http-01" && text->get() != "tls-alpn-01" && text->get() != "dns-01")) {
         ctx.add(node.source(), path, "expected \"tls-alpn-01\", \"http-01\" or \"dns-01\"");
       } else if (std::find(acme.challenges.begin(), acme.challenges.end(), text->get()) !=
                  acme.challenges.end()) {

@@ -177,15 +177,15 @@ http::response<http::string_body> acme_http01_reply(const EdgeShared& shared,
 
 void acme_admin(const EdgeShared& shared, std::string_view path, std::string& body) {
   auto acme = shared.acme();
-  if (!acme || !acme->manager) return;
+  auto manager = acme ? acme->manager.lock() : nullptr;
+  if (!manager) return;
   if (path == "/metrics") {
-    body += acme->manager->prometheus();
+    body += manager->prometheus();
   } else if (path == "/status") {
     auto end = body.find_last_of('}');
     if (end == std::string::npos) return;
     bool empty = body.find_first_not_of(" \n\t{", 0) == end;
-    body.insert(end,
-                std::string(empty ? "" : ",") + "\"certificates\":" + acme->manager->status_json());
+    body.insert(end, std::string(empty ? "" : ",") + "\"certificates\":" + manager->status_json());
   }
 }
 

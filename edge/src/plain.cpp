@@ -7,10 +7,10 @@
 #include <boost/beast/http.hpp>
 
 #include "admin_pages.hpp"
+#include "acme_glue.hpp"
 #include "hearth/common/admin.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
-#include "acme_glue.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
 #include "wireguard.hpp"

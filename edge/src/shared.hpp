@@ -1,11 +1,12 @@
 #pragma once
 // State shared by the edge's listeners and sessions (internal header).
 
+#include <openssl/ssl.h>
+
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
-#include <openssl/ssl.h>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,16 +33,18 @@ struct HttpsTls {
     std::shared_ptr<asio::ssl::context> ctx;
     X509* leaf = nullptr;  // owned by ctx
   };
-  std::vector<Entry> entries;  // [0] is the default
+  std::vector<Entry> entries;           // [0] is the default
   std::shared_ptr<const AcmeTls> acme;  // issue 12: keeps the callbacks' board alive
   asio::ssl::context& default_context() { return *entries.front().ctx; }
 };
 
 // Issue 12 (acme_glue.cpp): managed certificates and pending ACME challenges.
 struct AcmeTls {
-  std::vector<HttpsTls::Entry> entries;            // managed, served after the static ones
-  std::shared_ptr<acme::ChallengeBoard> board;     // http-01 tokens, tls-alpn-01 certs
-  std::shared_ptr<const acme::Manager> manager;    // for /status and /metrics
+  std::vector<HttpsTls::Entry> entries;         // managed, served after the static ones
+  std::shared_ptr<acme::ChallengeBoard> board;  // http-01 tokens, tls-alpn-01 certs
+  // For /status and /metrics. Weak: the Manager's timer must die with the control
+  // context, and EdgeShared outlives it.
+  std::weak_ptr<const acme::Manager> manager;
 };
 // Appends the managed contexts (or a fallback when there is no certificate at all)
 // and hooks the tls-alpn-01 ClientHello callback into every context.
