@@ -232,6 +232,8 @@ def main():
         token = h.invite("pi", edge_address="%s:7443" % EDGE_IP)
         expect("hearth1-" in token, "invite pi")
         wait_until(lambda: names() == ["nas", "pi"], 5, 0.1, "the invited origin as a peer without a reload")
+        routes = sh("ip", "route", "show", "dev", edge_if, netns=topo.edge).stdout
+        expect("10.77.0.3 " in routes, "a route for pi's address:\n" + routes)
         with open(h.edge_conf) as f:
             text = f.read()
         with open(h.edge_conf, "w") as f:
@@ -241,6 +243,8 @@ def main():
         edge.wait_event("reload.done", timeout=5, since=mark)
         wait_until(lambda: names() == ["nas"], 5, 0.1, "pi's peer gone after SIGHUP dropped it from [[origins]]")
         expect(edge_peer().get("healthy"), "nas still healthy: %s" % edge_peer())
+        routes = sh("ip", "route", "show", "dev", edge_if, netns=topo.edge).stdout
+        expect("10.77.0.3 " not in routes, "pi's route removed with its peer:\n" + routes)
 
     @run.case
     def killing_wireguard_go_is_noticed_and_repaired():

@@ -163,4 +163,10 @@ std::error_code add_route(const std::string& ifname, const IpPrefix& prefix) {
   return route_request([&](std::uint32_t seq) { return nl::build_new_route(index, prefix, seq); });
 }
 
+std::error_code del_route(const std::string& ifname, const IpPrefix& prefix) {
+  const std::uint32_t index = index_of(ifname);
+  if (index == 0) return no_such_device();
+  return route_request([&](std::uint32_t seq) { return nl::build_del_route(index, prefix, seq); });
+}
+
 }  // namespace hearth::wg

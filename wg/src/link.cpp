@@ -199,10 +199,12 @@ void Link::set_peers(std::vector<Peer> peers) {
   // that stay. Removed ones are removed, the others updated in place.
   Device d;
   d.name = spec_.interface;
+  std::vector<IpPrefix> removed_routes;
   for (const auto& old : spec_.peers) {
     const bool kept = std::any_of(peers.begin(), peers.end(),
                                   [&](const Peer& p) { return p.public_key == old.public_key; });
     if (!kept) {
+      removed_routes.insert(removed_routes.end(), old.allowed_ips.begin(), old.allowed_ips.end());
       Peer gone;
       gone.public_key = old.public_key;
       gone.remove = true;
@@ -218,6 +220,13 @@ void Link::set_peers(std::vector<Peer> peers) {
     log::error("wireguard.set_peers_failed",
                {{"interface", spec_.interface}, {"error", ec.message()}});
     return;
+  }
+  // Routes of removed peers go with them (unless a remaining peer has the same prefix).
+  for (const auto& old : removed_routes) {
+    const bool still = std::any_of(spec_.peers.begin(), spec_.peers.end(), [&](const Peer& p) {
+      return std::find(p.allowed_ips.begin(), p.allowed_ips.end(), old) != p.allowed_ips.end();
+    });
+    if (!still && old.cidr != 0) del_route(spec_.interface, old);
   }
   for (const auto& p : spec_.peers) {
     for (const auto& a : p.allowed_ips) {

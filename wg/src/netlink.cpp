@@ -537,8 +537,10 @@ Message build_new_address(std::uint32_t ifindex, const IpPrefix& address, std::u
   return w.finish();
 }
 
-Message build_new_route(std::uint32_t ifindex, const IpPrefix& prefix, std::uint32_t seq) {
-  Writer w(256, RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, seq, 0);
+namespace {
+Message route_message(std::uint16_t type, std::uint16_t flags, std::uint32_t ifindex,
+                      const IpPrefix& prefix, std::uint32_t seq) {
+  Writer w(256, type, flags, seq, 0);
   auto* rtm = w.extra<rtmsg>();
   rtm->rtm_family = static_cast<std::uint8_t>(prefix.address.family);
   rtm->rtm_dst_len = prefix.cidr;
@@ -550,6 +552,16 @@ Message build_new_route(std::uint32_t ifindex, const IpPrefix& prefix, std::uint
   w.put(RTA_DST, net.address.bytes.data(), net.address.size());
   w.put_u32(RTA_OIF, ifindex);
   return w.finish();
+}
+}  // namespace
+
+Message build_new_route(std::uint32_t ifindex, const IpPrefix& prefix, std::uint32_t seq) {
+  return route_message(RTM_NEWROUTE, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+                       ifindex, prefix, seq);
+}
+
+Message build_del_route(std::uint32_t ifindex, const IpPrefix& prefix, std::uint32_t seq) {
+  return route_message(RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, ifindex, prefix, seq);
 }
 
 namespace {

@@ -377,3 +377,13 @@ TEST_CASE("a netlink length of 2^31 or more is refused (found by wg_fuzz)", "[wg
   Bytes zero_len(20, 0);
   CHECK(nl::walk_datagram(zero_len, 0, 0, [](nl::Bytes) { return std::error_code(); }).error);
 }
+
+TEST_CASE("RTM_DELROUTE mirrors RTM_NEWROUTE", "[wg][netlink]") {
+  auto added = nl::build_new_route(7, prefix("10.77.0.3/32"), 5);
+  auto removed = nl::build_del_route(7, prefix("10.77.0.3/32"), 5);
+  REQUIRE(added.size() == removed.size());
+  CHECK(removed[4] == 25);  // RTM_DELROUTE
+  CHECK(removed[6] == (NLM_F_REQUEST | NLM_F_ACK));
+  CHECK(
+      std::equal(added.begin() + 16, added.end(), removed.begin() + 16));  // same rtmsg, attributes
+}

@@ -39,6 +39,7 @@ std::unique_ptr<Backend> make_userspace_backend(std::string program, bool keep_r
 std::error_code add_address(const std::string& ifname, const IpPrefix& address);
 std::error_code set_link_up(const std::string& ifname);
 std::error_code add_route(const std::string& ifname, const IpPrefix& prefix);
+std::error_code del_route(const std::string& ifname, const IpPrefix& prefix);
 
 // The wireguard-go binary on PATH (or $HEARTH_WIREGUARD_GO), empty when there is none.
 std::string find_wireguard_go();

@@ -69,6 +69,8 @@ Message build_link_up(std::uint32_t ifindex, std::uint32_t seq);
 Message build_new_address(std::uint32_t ifindex, const IpPrefix& address, std::uint32_t seq);
 // RTM_NEWROUTE: `prefix` (network) via `ifindex`, main table, link scope (CREATE | REPLACE).
 Message build_new_route(std::uint32_t ifindex, const IpPrefix& prefix, std::uint32_t seq);
+// RTM_DELROUTE: the same route.
+Message build_del_route(std::uint32_t ifindex, const IpPrefix& prefix, std::uint32_t seq);
 
 // --- replies -----------------------------------------------------------------------------
 
