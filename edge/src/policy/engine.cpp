@@ -138,9 +138,13 @@ AuthResult check_basic(const config::BasicAuth& auth, std::string_view header,
   const std::string_view user = std::string_view(*decoded).substr(0, colon);
   const auto it = std::find_if(auth.users.begin(), auth.users.end(),
                                [&](const config::HtpasswdUser& u) { return u.user == user; });
-  if (it == auth.users.end()) return AuthResult::bad;
-  const auto key = auth_cache_key(*it, header);
-  const bool cacheable = key != std::array<std::uint8_t, 32>{};
+  // An unknown user costs what a wrong password does (a failure token and a
+  // hash, against the first user's), so timing does not tell which users exist.
+  if (auth.users.empty()) return AuthResult::bad;  // the parser refuses such a file
+  const bool known = it != auth.users.end();
+  const config::HtpasswdUser& entry = known ? *it : auth.users.front();
+  const auto key = auth_cache_key(entry, header);
+  const bool cacheable = known && key != std::array<std::uint8_t, 32>{};
   if (cacheable && shard.auth_cached(key, now)) return AuthResult::ok;
   // Not verified lately: a client that keeps failing is refused before its
   // password costs a hash.
@@ -149,7 +153,7 @@ AuthResult check_basic(const config::BasicAuth& auth, std::string_view header,
     limited = true;
     return AuthResult::bad;
   }
-  if (password_matches(decoded->substr(colon + 1), it->hash)) {
+  if (password_matches(decoded->substr(colon + 1), entry.hash) && known) {
     // The token taken above was a failure allowance: give it back.
     shard.refund(failure_id, client.key, kAuthFailureLimit);
     if (cacheable) shard.auth_remember(key, now);
