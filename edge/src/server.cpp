@@ -14,6 +14,7 @@
 #include <boost/beast/ssl.hpp>
 #include <thread>
 
+#include "acme_glue.hpp"
 #include "hearth/common/error_text.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/common/sd_notify.hpp"
@@ -26,12 +27,11 @@
 #include "hearth/tunnel/handshake.hpp"
 #include "reload.hpp"
 #include "service.hpp"
-#include "acme_glue.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
 #include "tls/alpn.hpp"
-#include "wireguard.hpp"
 #include "tls_policy.hpp"
+#include "wireguard.hpp"
 
 namespace hearth::edge {
 namespace {
@@ -184,8 +184,8 @@ class Edge {
   std::mutex authorized_mu_;
   std::map<std::string, std::vector<std::string>> last_authorized_;
   std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
-  std::unique_ptr<AcmeService> acme_;  // issue 12; null without [acme]
-  ConnectionLimiter limiter_;  // control thread only
+  std::unique_ptr<AcmeService> acme_;       // issue 12; null without [acme]
+  ConnectionLimiter limiter_;               // control thread only
   std::chrono::steady_clock::time_point refused_logged_{};
   std::uint64_t refused_unlogged_ = 0;
 };

@@ -85,7 +85,7 @@ class EdgeShared {
   Metrics metrics;
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> next_id{1};
-  std::uint16_t https_port = 443;  // actual bound port, for redirects
+  std::uint16_t https_port = 443;            // actual bound port, for redirects
   std::shared_ptr<EdgeWireguard> wireguard;  // null without [wireguard] (issue 10)
 
  private:

@@ -17,6 +17,8 @@
 #include <optional>
 #include <string>
 
+#include "hearth/config/config.hpp"
+
 namespace hearth::edge {
 
 namespace http = boost::beast::http;
@@ -38,6 +40,8 @@ struct LocalReply {
   http::status status = http::status::bad_gateway;
   std::optional<unsigned> retry_after;
   bool keep_alive = false;  // HTTP/1.1: the connection may carry another request
+  std::string www_authenticate;                // a policy's 401
+  const config::Policy* policy = nullptr;      // error page and response headers (issue 9)
 };
 
 struct BodyRead {
@@ -58,6 +62,9 @@ class Downstream {
   http::request_header<>& head() { return request().base(); }
   // True while request body bytes may still come from the client.
   virtual bool body_pending() const = 0;
+  // The request's body limit once its policy is known (0: unlimited); bytes
+  // past it fail read_body with http::error::body_limit (413).
+  virtual void set_body_limit(std::uint64_t limit) = 0;
   // The remaining body length when the client announced it.
   virtual std::optional<std::uint64_t> body_length() const = 0;
   // The client keeps its connection for another request (HTTP/1.1 keep-alive;

@@ -16,6 +16,7 @@
 #include "access.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
+#include "hearth/edge/policy.hpp"
 #include "hearth/tunnel/errors.hpp"
 #include "shared.hpp"
 #include "support/asio.hpp"
@@ -61,6 +62,11 @@ class Watchdog : public std::enable_shared_from_this<Watchdog> {
  public:
   explicit Watchdog(asio::any_io_executor ex) : timer_(std::move(ex)) {}
 
+  // A new limit for the waits still to come (the response head arrived:
+  // response_header_timeout gives way to the idle timeout).
+  void set_limit(std::chrono::milliseconds limit) {
+    if (limit_.count() != 0) limit_ = limit;
+  }
   void arm(std::chrono::milliseconds limit, tunnel::TunnelStream* stream, Downstream* down) {
     limit_ = limit;
     stream_ = stream;
@@ -124,7 +130,12 @@ class Exchange {
   asio::awaitable<void> pipe_client_to_tunnel();
   asio::awaitable<void> pipe_tunnel_to_client();
   asio::awaitable<bool> local_reply(http::status status, bool keep_alive,
-                                    std::optional<unsigned> retry_after = std::nullopt);
+                                    std::optional<unsigned> retry_after = std::nullopt,
+                                    std::string www_authenticate = {});
+  // This request's policy may shorten or lengthen the [edge] timeouts (issue 9).
+  std::chrono::milliseconds idle_timeout() const {
+    return policy_ && policy_->idle_timeout ? *policy_->idle_timeout : cfg_->idle_timeout;
+  }
   void log_request(std::string_view origin, std::string_view reason = {});
   void new_attempt() {
     req_side_ = RequestSide::sending;
@@ -154,6 +165,7 @@ class Exchange {
   bool head_ = false;
   bool websocket_ = false;
   bool upstream_keep_alive_ = false;  // we asked the service to keep the connection
+  const config::Policy* policy_ = nullptr;  // this request's policy; owned by cfg_
 
   // One attempt.
   RequestSide req_side_ = RequestSide::sending;
@@ -188,10 +200,13 @@ void Exchange::log_request(std::string_view origin, std::string_view reason) {
 }
 
 asio::awaitable<bool> Exchange::local_reply(http::status status, bool keep_alive,
-                                            std::optional<unsigned> retry_after) {
+                                            std::optional<unsigned> retry_after,
+                                            std::string www_authenticate) {
   status_ = static_cast<unsigned>(status);
   m_.count_request(status_);
-  auto ec = co_await down_.reply(LocalReply{status, retry_after, keep_alive}, request_id_);
+  auto ec = co_await down_.reply(
+      LocalReply{status, retry_after, keep_alive, std::move(www_authenticate), policy_},
+      request_id_);
   co_return !ec && keep_alive;
 }
 
@@ -240,6 +255,31 @@ asio::awaitable<bool> Exchange::run() {
     log_request("");
     co_return keep;
   }
+  // Policies (issue 9), before routing: the target is normalized in place,
+  // then the matched policy may answer by itself (403, 429, 401, 413, 400).
+  {
+    error_code aec;
+    auto addr = asio::ip::make_address(env_.client_ip, aec);
+    auto gate = policy::on_request_head(*cfg_, *host, req.base(), policy::client_info(addr),
+                                        policy::shard_for_this_thread(),
+                                        std::chrono::steady_clock::now());
+    policy_ = gate.policy;
+    down_.set_body_limit(gate.body_limit);
+    target_ = std::string(origin_form_target(req.target()));
+    if (gate.reply) {
+      log::info("policy.refused", {{"conn", env_.conn_id},
+                                   {"client", env_.client_ip},
+                                   {"policy", policy_ ? policy_->id : ""},
+                                   {"status", static_cast<unsigned>(gate.reply->status)},
+                                   {"reason", gate.reply->reason},
+                                   {"request_id", request_id_}});
+      bool keep = co_await local_reply(gate.reply->status, keep_if_error, gate.reply->retry_after,
+                                       gate.reply->www_authenticate);
+      if (body_pending) down_.stop_reading();
+      log_request("", gate.reply->reason);
+      co_return keep;
+    }
+  }
   websocket_ = is_websocket_upgrade(req.base());
 
   // Reuse the parked stream when this request goes to the same route of the
@@ -258,6 +298,7 @@ asio::awaitable<bool> Exchange::run() {
   ForwardInfo info{env_.client_ip, "https",    authority_,
                    request_id_,    websocket_, !websocket_ && req.version() == 11};
   prepare_upstream_request(req.base(), info);
+  if (policy_) policy::apply_request(*policy_, req.base());
   upstream_keep_alive_ = info.keep_alive;
 
   for (int attempt = 0;; ++attempt) {
@@ -283,7 +324,8 @@ asio::awaitable<bool> Exchange::run() {
         co_return keep;
       }
       slot_.stream = tunnel_info->conn->open_stream(
-          tunnel::Open{*host, std::string(open_path(target_)), env_.client_ip,
+          tunnel::Open{*host, std::string(open_path(target_)),
+                       env_.client_ip + " " + std::to_string(env_.client_port),
                        websocket_ ? tunnel::StreamKind::websocket : tunnel::StreamKind::http},
           ex);
       if (!slot_.stream) {
@@ -298,7 +340,10 @@ asio::awaitable<bool> Exchange::run() {
     }
     slot_.stream->set_parked(false);
 
-    watchdog_->arm(cfg_->idle_timeout, &*slot_.stream, &down_);
+    // Until the response head arrives, the policy's response_header_timeout.
+    watchdog_->arm(policy_ && policy_->response_header_timeout ? *policy_->response_header_timeout
+                                                               : idle_timeout(),
+                   &*slot_.stream, &down_);
     co_await (forward_request() && forward_response());
 
     // Nothing reached the client and no request body was consumed: the
@@ -327,7 +372,9 @@ asio::awaitable<bool> Exchange::run() {
   bool keep = false;
   if (res_side_ == ResponseSide::upgraded) {
     m_.websockets_active.fetch_add(1, std::memory_order_relaxed);
-    watchdog_->arm(cfg_->websocket_idle_timeout, &*slot_.stream, &down_);
+    watchdog_->arm(policy_ && policy_->websocket_idle_timeout ? *policy_->websocket_idle_timeout
+                                                              : cfg_->websocket_idle_timeout,
+                   &*slot_.stream, &down_);
     co_await (pipe_client_to_tunnel() && pipe_tunnel_to_client());
     m_.websockets_active.fetch_sub(1, std::memory_order_relaxed);
   } else if (!response_started()) {
@@ -449,6 +496,7 @@ asio::awaitable<void> Exchange::forward_response() {
       break;
     }
     auto& res = rp.get();
+    watchdog_->set_limit(idle_timeout());  // the head is here: response_header_timeout is over
     unsigned code = res.result_int();
     if (code / 100 == 1 && code != 101) {
       // Interim response (100 Continue, 103 Early Hints): pass it on.
@@ -466,6 +514,7 @@ asio::awaitable<void> Exchange::forward_response() {
         break;
       }
       prepare_downstream_response(res.base(), true);
+      if (policy_) policy::apply_response(*policy_, res.base());
       auto uec = co_await down_.write_head(res.base(), false);
       if (uec) {
         down_ec_ = uec;
@@ -481,6 +530,7 @@ asio::awaitable<void> Exchange::forward_response() {
     upstream_reusable_ = upstream_keep_alive_ && res.version() == 11 && res.keep_alive() &&
                          (no_body || res.has_content_length() || res.chunked());
     prepare_downstream_response(res.base(), false);
+    if (policy_) policy::apply_response(*policy_, res.base());
     res_side_ = ResponseSide::relaying;
     if (no_body) {
       auto hec = co_await down_.write_head(res.base(), true);

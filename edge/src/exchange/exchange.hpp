@@ -52,6 +52,7 @@ struct ExchangeEnv {
   // DNS names the certificate on this connection covers; when set, a request
   // for another authority gets 421 (HTTP/2 coalesces connections across them).
   std::shared_ptr<const std::vector<std::string>> cert_names;
+  std::uint16_t client_port = 0;  // travels in the OPEN frame (PROXY protocol to the service)
 };
 
 // Runs one exchange to its end. True when the client connection may carry

@@ -10,6 +10,7 @@
 #include "exchange/exchange.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
+#include "hearth/edge/policy.hpp"
 #include "support/asio.hpp"
 #include "tls/client_conn.hpp"
 
@@ -38,6 +39,13 @@ class H1Downstream final : public Downstream {
   const char* protocol() const override { return "h1"; }
   http::request<http::buffer_body>& request() override { return parser_.get(); }
   bool body_pending() const override { return !parser_.is_done(); }
+  void set_body_limit(std::uint64_t limit) override {
+    if (limit > 0) {
+      parser_.body_limit(limit);
+    } else {
+      parser_.body_limit(boost::none);
+    }
+  }
   std::optional<std::uint64_t> body_length() const override {
     auto n = parser_.content_length();
     return n ? std::optional<std::uint64_t>(*n) : std::nullopt;
@@ -173,6 +181,8 @@ asio::awaitable<error_code> H1Downstream::write_body(asio::const_buffer data, bo
 
 asio::awaitable<error_code> H1Downstream::reply(const LocalReply& r, std::string_view request_id) {
   auto res = make_error_response(r.status, version_, r.keep_alive, r.retry_after, request_id);
+  if (!r.www_authenticate.empty()) res.set(http::field::www_authenticate, r.www_authenticate);
+  policy::decorate_local_reply(r.policy, res);  // error page, security headers (issue 9)
   if (!r.keep_alive) close_after_ = true;
   http::response_serializer<http::string_body> sr{res};
   tls_.expires_after(cfg_->idle_timeout);
@@ -194,7 +204,7 @@ asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
   // ends in buffer_overflow (400) instead of growing memory.
   beast::flat_buffer buf(client_read_buffer_limit(shared.config()->max_header_size));
   UpstreamSlot slot;
-  ExchangeEnv env{conn->shared, conn->id, conn->client_ip, nullptr};
+  ExchangeEnv env{conn->shared, conn->id, conn->client_ip, nullptr, conn->client_port};
   bool first = true;
   for (;;) {
     if (shared.draining.load(std::memory_order_relaxed)) break;
