@@ -39,9 +39,9 @@ enum class DownstreamState {
 struct LocalReply {
   http::status status = http::status::bad_gateway;
   std::optional<unsigned> retry_after;
-  bool keep_alive = false;  // HTTP/1.1: the connection may carry another request
-  std::string www_authenticate;                // a policy's 401
-  const config::Policy* policy = nullptr;      // error page and response headers (issue 9)
+  bool keep_alive = false;                 // HTTP/1.1: the connection may carry another request
+  std::string www_authenticate = {};       // a policy's 401
+  const config::Policy* policy = nullptr;  // error page and response headers (issue 9)
 };
 
 struct BodyRead {

@@ -164,7 +164,7 @@ class Exchange {
   std::string request_id_;
   bool head_ = false;
   bool websocket_ = false;
-  bool upstream_keep_alive_ = false;  // we asked the service to keep the connection
+  bool upstream_keep_alive_ = false;        // we asked the service to keep the connection
   const config::Policy* policy_ = nullptr;  // this request's policy; owned by cfg_
 
   // One attempt.
@@ -232,7 +232,8 @@ asio::awaitable<bool> Exchange::run() {
     log_request("");
     co_return false;
   }
-  if (auto reject = check_request_limits(req.base(), {cfg_->max_uri_size, cfg_->max_body_size})) {
+  if (auto reject = check_request_limits(req.base(),
+                                         {cfg_->max_uri_size, policy::largest_body_limit(*cfg_)})) {
     log::info("client.rejected", {{"conn", env_.conn_id},
                                   {"client", env_.client_ip},
                                   {"reason", reject->reason},
@@ -260,9 +261,9 @@ asio::awaitable<bool> Exchange::run() {
   {
     error_code aec;
     auto addr = asio::ip::make_address(env_.client_ip, aec);
-    auto gate = policy::on_request_head(*cfg_, *host, req.base(), policy::client_info(addr),
-                                        policy::shard_for_this_thread(),
-                                        std::chrono::steady_clock::now());
+    auto gate =
+        policy::on_request_head(*cfg_, *host, req.base(), policy::client_info(addr),
+                                policy::shard_for_this_thread(), std::chrono::steady_clock::now());
     policy_ = gate.policy;
     down_.set_body_limit(gate.body_limit);
     target_ = std::string(origin_form_target(req.target()));
@@ -278,6 +279,14 @@ asio::awaitable<bool> Exchange::run() {
       if (body_pending) down_.stop_reading();
       log_request("", gate.reply->reason);
       co_return keep;
+    }
+    // A Content-Length over this request's own limit: 413 before any byte
+    // reaches the service (check_request_limits saw the largest limit only).
+    if (auto len = down_.body_length(); gate.body_limit > 0 && len && *len > gate.body_limit) {
+      co_await local_reply(http::status::payload_too_large, false);
+      if (body_pending) down_.stop_reading();
+      log_request("", "body too large");
+      co_return false;
     }
   }
   websocket_ = is_websocket_upgrade(req.base());

@@ -213,8 +213,10 @@ asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
     auto cfg = shared.config();
     http::request_parser<http::buffer_body> parser;
     parser.header_limit(cfg->max_header_size);
-    if (cfg->max_body_size > 0) {
-      parser.body_limit(cfg->max_body_size);
+    // The largest limit any policy allows; the request's own is set once its
+    // policy is known (Downstream::set_body_limit).
+    if (auto limit = policy::largest_body_limit(*cfg); limit > 0) {
+      parser.body_limit(limit);
     } else {
       parser.body_limit(boost::none);
     }
@@ -227,9 +229,9 @@ asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
       // Beast's parser would have.
       if (auto now = shared.config(); now != cfg) {
         cfg = std::move(now);
-        if (cfg->max_body_size > 0) {
-          parser.body_limit(cfg->max_body_size);
-          if (auto len = parser.content_length(); len && *len > cfg->max_body_size) {
+        if (auto limit = policy::largest_body_limit(*cfg); limit > 0) {
+          parser.body_limit(limit);
+          if (auto len = parser.content_length(); len && *len > limit) {
             ec = http::error::body_limit;
           }
         } else {

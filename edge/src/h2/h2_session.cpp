@@ -31,6 +31,7 @@
 #include "h2/h2_head.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"
+#include "hearth/edge/policy.hpp"
 #include "support/asio.hpp"
 #include "tls/authority.hpp"
 #include "tls/client_conn.hpp"
@@ -83,6 +84,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
   const char* protocol() const override { return "h2"; }
   http::request<http::buffer_body>& request() override { return req_; }
   bool body_pending() const override { return !recv_end_ || recv_.size() > 0; }
+  void set_body_limit(std::uint64_t limit) override { max_body_ = limit; }
   std::optional<std::uint64_t> body_length() const override {
     auto n = req_.find(http::field::content_length);
     if (n == req_.end()) return std::nullopt;
@@ -376,6 +378,8 @@ asio::awaitable<error_code> H2Stream::reply(const LocalReply& r, std::string_vie
   cancelled_ = false;  // a watchdog's 504 still goes out
   if (closed_) co_return asio::error::connection_reset;
   auto res = make_error_response(r.status, 11, true, r.retry_after, request_id);
+  if (!r.www_authenticate.empty()) res.set(http::field::www_authenticate, r.www_authenticate);
+  policy::decorate_local_reply(r.policy, res);  // error page, security headers (issue 9)
   const bool head = req_.method() == http::verb::head;
   res.prepare_payload();
   out_ = head ? std::string() : res.body();
@@ -446,7 +450,7 @@ asio::awaitable<void> reply_only(std::shared_ptr<H2Session> session,
                                  std::shared_ptr<H2Stream> stream, http::status status,
                                  EdgeShared* shared) {
   shared->metrics.count_request(static_cast<unsigned>(status));
-  co_await stream->reply(LocalReply{status, std::nullopt, true}, "");
+  co_await stream->reply(LocalReply{status, std::nullopt, true, {}, nullptr}, "");
   stream->stop_reading();
   session->exchange_done(*stream);
 }
@@ -489,7 +493,8 @@ bool H2Session::init() {
                                         static_cast<std::int32_t>(cfg_->h2_connection_window_size));
   env_ = ExchangeEnv{shared_, conn_->id, conn_->client_ip,
                      std::make_shared<const std::vector<std::string>>(
-                         certificate_dns_names(SSL_get_certificate(conn_->tls.native_handle())))};
+                         certificate_dns_names(SSL_get_certificate(conn_->tls.native_handle()))),
+                     conn_->client_port};
   return true;
 }
 
@@ -653,8 +658,8 @@ void H2Session::start_ready_streams() {
     s->started_ = true;
     ++live_exchanges_;
     ever_stream_ = true;
-    auto cfg = shared_->config();  // this stream's snapshot of the limits
-    s->max_body_ = cfg->max_body_size;
+    auto cfg = shared_->config();                     // this stream's snapshot of the limits
+    s->max_body_ = policy::largest_body_limit(*cfg);  // the policy's own limit comes next
     if (s->too_large_) {
       asio::co_spawn(ex_,
                      reply_only(shared_from_this(), s,
