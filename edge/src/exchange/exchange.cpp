@@ -204,9 +204,10 @@ asio::awaitable<bool> Exchange::local_reply(http::status status, bool keep_alive
                                             std::string www_authenticate) {
   status_ = static_cast<unsigned>(status);
   m_.count_request(status_);
-  auto ec = co_await down_.reply(
-      LocalReply{status, retry_after, keep_alive, std::move(www_authenticate), policy_},
-      request_id_);
+  // A named local, not a temporary inside the co_await: GCC 12 destroys a
+  // temporary with a std::string member twice there (free(): invalid pointer).
+  LocalReply reply{status, retry_after, keep_alive, std::move(www_authenticate), policy_};
+  auto ec = co_await down_.reply(reply, request_id_);
   co_return !ec && keep_alive;
 }
 

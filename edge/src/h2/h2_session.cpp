@@ -450,7 +450,8 @@ asio::awaitable<void> reply_only(std::shared_ptr<H2Session> session,
                                  std::shared_ptr<H2Stream> stream, http::status status,
                                  EdgeShared* shared) {
   shared->metrics.count_request(static_cast<unsigned>(status));
-  co_await stream->reply(LocalReply{status, std::nullopt, true, {}, nullptr}, "");
+  LocalReply reply{status, std::nullopt, true, {}, nullptr};  // named: see Exchange::local_reply
+  co_await stream->reply(reply, "");
   stream->stop_reading();
   session->exchange_done(*stream);
 }
