@@ -13,6 +13,7 @@
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/status.hpp>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -65,6 +66,8 @@ class Downstream {
   // The request's body limit once its policy is known (0: unlimited); bytes
   // past it fail read_body with http::error::body_limit (413).
   virtual void set_body_limit(std::uint64_t limit) = 0;
+  // The request's policy idle_timeout for waits on this client (issue 9).
+  virtual void set_idle_timeout(std::chrono::milliseconds limit) = 0;
   // The remaining body length when the client announced it.
   virtual std::optional<std::uint64_t> body_length() const = 0;
   // The client keeps its connection for another request (HTTP/1.1 keep-alive;

@@ -267,6 +267,7 @@ asio::awaitable<bool> Exchange::run() {
                                 policy::shard_for_this_thread(), std::chrono::steady_clock::now());
     policy_ = gate.policy;
     down_.set_body_limit(gate.body_limit);
+    down_.set_idle_timeout(idle_timeout());
     target_ = std::string(origin_form_target(req.target()));
     if (gate.reply) {
       log::info("policy.refused", {{"conn", env_.conn_id},

@@ -34,11 +34,13 @@ class H1Downstream final : public Downstream {
         cfg_(std::move(cfg)),
         version_(parser.get().version() == 10 ? 10 : 11),
         keep_alive_(parser.get().keep_alive()),
-        head_request_(parser.get().method() == http::verb::head) {}
+        head_request_(parser.get().method() == http::verb::head),
+        idle_(cfg_->idle_timeout) {}
 
   const char* protocol() const override { return "h1"; }
   http::request<http::buffer_body>& request() override { return parser_.get(); }
   bool body_pending() const override { return !parser_.is_done(); }
+  void set_idle_timeout(std::chrono::milliseconds limit) override { idle_ = limit; }
   void set_body_limit(std::uint64_t limit) override {
     if (limit > 0) {
       parser_.body_limit(limit);
@@ -77,6 +79,7 @@ class H1Downstream final : public Downstream {
   unsigned version_;
   bool keep_alive_;
   bool head_request_;
+  std::chrono::milliseconds idle_;  // [edge] idle_timeout, or the request policy's
   bool close_after_ = false;
   bool reserved_ = false;
   DownstreamState state_ = DownstreamState::head_read;
@@ -111,7 +114,7 @@ asio::awaitable<BodyRead> H1Downstream::read_body(asio::mutable_buffer b) {
   while (got == 0 && !parser_.is_done()) {
     parser_.get().body().data = b.data();
     parser_.get().body().size = b.size();
-    tls_.expires_after(cfg_->idle_timeout);
+    tls_.expires_after(idle_);
     auto [ec, n] = co_await http::async_read_some(tls_, buf_, parser_, tuple_awaitable);
     if (ec == http::error::need_buffer) ec = {};
     if (ec) co_return BodyRead{ec, 0, false};
@@ -123,7 +126,7 @@ asio::awaitable<BodyRead> H1Downstream::read_body(asio::mutable_buffer b) {
 asio::awaitable<error_code> H1Downstream::write_interim(const http::response_header<>& res) {
   http::response<http::empty_body> interim{res.result(), 11};
   for (const auto& f : res) interim.insert(f.name_string(), f.value());
-  tls_.expires_after(cfg_->idle_timeout);
+  tls_.expires_after(idle_);
   auto [ec, n] = co_await http::async_write(tls_, interim, tuple_awaitable);
   co_return ec;
 }
@@ -132,7 +135,7 @@ asio::awaitable<error_code> H1Downstream::write_head(http::response_header<>& re
   if (res.result_int() == 101) {
     http::response<http::buffer_body> up{std::move(res)};
     http::response_serializer<http::buffer_body> sr{up};
-    tls_.expires_after(cfg_->idle_timeout);
+    tls_.expires_after(idle_);
     auto [ec, n] = co_await http::async_write_header(tls_, sr, tuple_awaitable);
     state_ = DownstreamState::response_started;
     if (ec) co_return ec;
@@ -152,7 +155,7 @@ asio::awaitable<error_code> H1Downstream::write_head(http::response_header<>& re
   res_.keep_alive(keep_alive_ && !close_after_);
   sr_.emplace(res_);
   if (!end) co_return error_code{};  // goes out with the first body bytes
-  tls_.expires_after(cfg_->idle_timeout);
+  tls_.expires_after(idle_);
   auto [ec, n] = co_await http::async_write_header(tls_, *sr_, tuple_awaitable);
   state_ = DownstreamState::response_started;
   if (!ec) state_ = DownstreamState::response_done;
@@ -171,7 +174,7 @@ asio::awaitable<error_code> H1Downstream::write_body(asio::const_buffer data, bo
   res_.body().data = const_cast<void*>(data.data());
   res_.body().size = data.size();
   res_.body().more = !end;
-  tls_.expires_after(cfg_->idle_timeout);
+  tls_.expires_after(idle_);
   auto [ec, n] = co_await http::async_write(tls_, *sr_, tuple_awaitable);
   state_ = DownstreamState::response_started;
   if (ec == http::error::need_buffer) ec = {};
@@ -185,7 +188,7 @@ asio::awaitable<error_code> H1Downstream::reply(const LocalReply& r, std::string
   policy::decorate_local_reply(r.policy, res);  // error page, security headers (issue 9)
   if (!r.keep_alive) close_after_ = true;
   http::response_serializer<http::string_body> sr{res};
-  tls_.expires_after(cfg_->idle_timeout);
+  tls_.expires_after(idle_);
   error_code ec;
   if (head_request_) {
     std::tie(ec, std::ignore) = co_await http::async_write_header(tls_, sr, tuple_awaitable);

@@ -85,6 +85,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
   http::request<http::buffer_body>& request() override { return req_; }
   bool body_pending() const override { return !recv_end_ || recv_.size() > 0; }
   void set_body_limit(std::uint64_t limit) override { max_body_ = limit; }
+  void set_idle_timeout(std::chrono::milliseconds limit) override { idle_ = limit; }
   std::optional<std::uint64_t> body_length() const override {
     auto n = req_.find(http::field::content_length);
     if (n == req_.end()) return std::nullopt;
@@ -148,6 +149,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
   beast::flat_buffer recv_;     // bounded by the stream window we grant
   std::size_t unconsumed_ = 0;  // handed to the exchange, window not yet returned
   std::uint64_t body_bytes_ = 0;
+  std::chrono::milliseconds idle_{0};  // the request policy's idle_timeout (0: [edge]'s)
   std::uint64_t max_body_ = 0;  // max_body_size of the config when the stream began (0: none)
   bool recv_end_ = false;
   std::string out_;  // response bytes for the data provider
@@ -635,7 +637,8 @@ asio::awaitable<void> H2Session::ticker() {
     // A finished exchange whose last bytes the client never lets out (a zero
     // window held forever) is reset after idle_timeout.
     for (auto& [id, s] : streams_) {
-      if (s->done_ && !s->closed_ && now - s->last_progress_ >= cfg_->idle_timeout) {
+      if (s->done_ && !s->closed_ &&
+          now - s->last_progress_ >= (s->idle_.count() ? s->idle_ : cfg_->idle_timeout)) {
         nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
         s->last_progress_ = now;
         signal_write();
