@@ -73,6 +73,7 @@ std::string Metrics::prometheus(const Registry& registry) const {
   out += "# TYPE hearth_tunnel_streams_opened_total counter\n";
   out +=
       "hearth_tunnel_streams_opened_total " + std::to_string(tunnel_streams_opened.load()) + "\n";
+  out += "# HELP hearth_h2_connections Open client connections speaking HTTP/2.\n";
   out += "# TYPE hearth_h2_connections gauge\n";
   out += "hearth_h2_connections " + std::to_string(h2_connections.load()) + "\n";
   out +=

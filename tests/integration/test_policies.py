@@ -178,8 +178,12 @@ def seed_000_api_rate_limit():
         expect_eq(ok + len(limited), 150, "%s: 200s + 429s" % proto)
         expect(all(len(l.split()) == 2 and int(l.split()[1]) >= 1 for l in limited),
                "%s: every 429 carries Retry-After: %r" % (proto, limited[:3]))
-        # Right away (the bucket refills at 10 r/s), over the same protocol.
-        st, hd, body = get(proto, "/api/headers", "--interface", src)
+        # Right away, over the same protocol; the bucket refills at 10 r/s, so one
+        # of these few quick requests may still find a token.
+        for _ in range(4):
+            st, hd, body = get(proto, "/api/headers", "--interface", src)
+            if st == 429:
+                break
         expect_eq(st, 429, "%s: still limited" % proto)
         expect(b"hearth says slow down" in body, "%s: the 429 error page: %r" % (proto, body[:200]))
         expect_eq(hd.get("x-content-type-options"), "nosniff",
@@ -278,11 +282,25 @@ def body_limit_413():
     with open(big, "wb") as f:
         f.write(b"x" * 2000)
 
+    def refused(proto, *args):
+        if proto == "--http1.1":
+            return get(proto, "/upload/echo", *args)[0]
+        # HTTP/2: after the 413 the edge ends the upload with RST_STREAM(NO_ERROR)
+        # (RFC 9113 8.1); curl 7.88 sometimes reports that as error 92 although the
+        # 413 arrived, so the edge's own request record is the witness then.
+        mark = edge.mark()
+        r = h.curl(proto, "-o", "/dev/null", "-w", "%{http_code}", *args,
+                   h.url("/upload/echo"), host="app.test", timeout=20)
+        if r.returncode == 0:
+            return int(r.stdout.strip())
+        expect(r.returncode == 92, "curl %s: %s" % (proto, r.stderr.strip()))
+        ev = edge.wait_event("request", since=mark, timeout=5, proto="h2", path="/upload/echo")
+        return int(ev["status"])
+
     def check(proto):
-        st, _, _ = get(proto, "/upload/echo", "--data-binary", "@" + big)
+        st = refused(proto, "--data-binary", "@" + big)
         expect_eq(st, 413, "%s 2000 bytes with Content-Length over 1KB" % proto)
-        st, _, _ = get(proto, "/upload/echo", "--data-binary", "@" + big,
-                       "-H", "Transfer-Encoding: chunked")
+        st = refused(proto, "--data-binary", "@" + big, "-H", "Transfer-Encoding: chunked")
         expect_eq(st, 413, "%s 2000 bytes chunked" % proto)
         st, hd, _ = get(proto, "/upload/echo", "--data-binary", "@" + small)
         expect(st == 404 and hd.get("x-home-service") == "A", "%s small body passes: %s"
