@@ -120,6 +120,9 @@ TEST_CASE("last seen and revoke", "[config][pairing]") {
 TEST_CASE("origin.toml: health check keys", "[config][origin][health]") {
   TempDir dir;
   write_text(dir / "origin.key", crypto::generate_private_key_pem());
+  std::filesystem::permissions(dir / "origin.key",
+                               std::filesystem::perms::owner_read |
+                                   std::filesystem::perms::owner_write);  // the key-mode check
   const std::string head =
       "[origin]\nname = \"nas\"\nedge = \"vps.example.com:7443\"\nedge_pin = \"" +
       *crypto::pin_of_private_key_pem(crypto::generate_private_key_pem()) +

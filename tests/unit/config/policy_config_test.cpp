@@ -39,6 +39,9 @@ struct Dir {
     REQUIRE(ck);
     write_text(dir / "a.pem", ck->cert_pem);
     write_text(dir / "a.key", ck->key_pem);
+    std::filesystem::permissions(dir / "a.key",
+                                 std::filesystem::perms::owner_read |
+                                     std::filesystem::perms::owner_write);  // the key-mode check
   }
   auto load(const std::string& policies) {
     write_text(file,

@@ -27,6 +27,9 @@ struct EdgeDir {
     REQUIRE(ck);
     write_text(dir / "certs/a.pem", ck->cert_pem);
     write_text(dir / "certs/a.key", ck->key_pem);
+    std::filesystem::permissions(dir / "certs/a.key",
+                                 std::filesystem::perms::owner_read |
+                                     std::filesystem::perms::owner_write);  // the key-mode check
   }
   cfg::LoadResult<cfg::EdgeConfig> load(const std::string& wireguard) {
     write_text(dir / "edge.toml",
@@ -136,7 +139,13 @@ std::string origin_wg(const std::string& extra = "") {
 
 cfg::LoadResult<cfg::OriginConfig> load_origin(TempDir& dir, const std::string& text) {
   write_text(dir / "origin.key", crypto::generate_private_key_pem());
+  std::filesystem::permissions(dir / "origin.key",
+                               std::filesystem::perms::owner_read |
+                                   std::filesystem::perms::owner_write);  // the key-mode check
   write_text(dir / "origin.wg.key", wg::key_to_base64(wg::generate_private_key()) + "\n");
+  std::filesystem::permissions(dir / "origin.wg.key",
+                               std::filesystem::perms::owner_read |
+                                   std::filesystem::perms::owner_write);  // the key-mode check
   write_text(dir / "origin.toml", text);
   return cfg::load_origin_config(dir / "origin.toml");
 }
