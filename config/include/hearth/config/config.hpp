@@ -102,15 +102,15 @@ struct EdgeConfig {
   std::optional<AcmeConfig> acme;               // [acme]
 
   // [edge] tuning keys, all optional. Defaults follow nginx/HAProxy habits.
-  unsigned workers = 0;                                          // 0: one per core
-  Duration handshake_timeout = std::chrono::seconds(10);         // TLS handshake (clients, origins)
-  Duration header_timeout = std::chrono::seconds(30);            // reading one request head
-  Duration idle_timeout = std::chrono::seconds(75);              // keep-alive idle, body stalls
+  unsigned workers = 0;                                   // 0: one per core
+  Duration handshake_timeout = std::chrono::seconds(10);  // TLS handshake (clients, origins)
+  Duration header_timeout = std::chrono::seconds(30);     // reading one request head
+  Duration idle_timeout = std::chrono::seconds(75);       // keep-alive idle, body stalls
   Duration websocket_idle_timeout = std::chrono::hours(24 * 7);  // upgraded streams
   Duration drain_timeout = std::chrono::seconds(30);
   Duration keepalive_interval = std::chrono::seconds(10);  // tunnel pings
   Duration keepalive_timeout = std::chrono::seconds(30);   // tunnel silent -> dead
-  std::uint64_t max_body_size = 100ull * 1024 * 1024;      // 0: unlimited
+  std::uint64_t max_body_size = 100ull * 1024 * 1024;     // 0: unlimited
   std::uint32_t max_header_size = 32 * 1024;
   std::uint32_t max_connections = 20000;  // concurrent client connections
 
@@ -152,8 +152,8 @@ struct EdgeConfig {
 
 // [[routes]] in origin.toml.
 struct Route {
-  std::string host;        // lower case; exact or "*.suffix"
-  std::string path = "/";  // prefix, starts with '/'
+  std::string host;         // lower case; exact or "*.suffix"
+  std::string path = "/";   // prefix, starts with '/'
   ServiceUrl service;
   bool tls_verify = false;  // for https services: verify the local service's certificate
 
@@ -172,15 +172,15 @@ struct OriginConfig {
 
   std::string name;
   Endpoint edge;
-  std::string edge_pin;                  // "sha256:<base64>"
-  std::string key_pem;                   // loaded from key_file, or inline `key`
-  std::filesystem::path key_file;        // empty when the key was inline
-  unsigned connections = 2;              // parallel tunnel connections
-  std::optional<Endpoint> listen_admin;  // optional admin listener
+  std::string edge_pin;                   // "sha256:<base64>"
+  std::string key_pem;                    // loaded from key_file, or inline `key`
+  std::filesystem::path key_file;         // empty when the key was inline
+  unsigned connections = 2;               // parallel tunnel connections
+  std::optional<Endpoint> listen_admin;   // optional admin listener
   std::vector<Route> routes;
 
-  unsigned workers = 0;                                 // 0: one per core
-  Duration connect_timeout = std::chrono::seconds(10);  // dial + TLS handshake to the edge
+  unsigned workers = 0;  // 0: one per core
+  Duration connect_timeout = std::chrono::seconds(10);   // dial + TLS handshake to the edge
   Duration service_connect_timeout = std::chrono::seconds(5);
   Duration idle_timeout = std::chrono::seconds(75);
   Duration websocket_idle_timeout = std::chrono::hours(24 * 7);
