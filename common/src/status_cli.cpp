@@ -137,14 +137,23 @@ void certificates(std::string& out, const json::object& o) {
     if (auto* n = get(co, "names"); n && n->is_array()) {
       for (const auto& x : n->as_array()) names += (names.empty() ? "" : ", ") + str(&x);
     }
-    double not_after = num(get(co, "not_after"));
+    // Static certificates give seconds since the epoch, managed (ACME) ones RFC 3339.
+    double not_after = 0;
+    if (const auto* na = get(co, "not_after"); na && na->is_string()) {
+      std::tm parsed{};
+      if (strptime(std::string(na->as_string()).c_str(), "%Y-%m-%dT%H:%M:%S", &parsed)) {
+        not_after = static_cast<double>(timegm(&parsed));
+      }
+    } else {
+      not_after = num(na);
+    }
     std::time_t t = static_cast<std::time_t>(not_after);
     std::tm tm{};
     gmtime_r(&t, &tm);
     char date[16];
     std::strftime(date, sizeof date, "%Y-%m-%d", &tm);
     rows.push_back({names, date, std::to_string(static_cast<long>((not_after - now) / 86400)),
-                    str(get(co, "file"))});
+                    get(co, "file") ? str(get(co, "file")) : "acme: " + str(get(co, "issuer"))});
   }
   table(out, "CERTIFICATES", {"NAMES", "EXPIRES", "DAYS LEFT", "FILE"}, rows);
 }

@@ -468,7 +468,9 @@ class Harness:
             'listen_https  = "%s:%d"' % (host, self.https_port),
             'listen_http   = "%s:%d"' % (host, self.http_port),
             'listen_tunnel = "%s:%d"' % (host, self.tunnel_port),
-            'listen_admin  = "%s:%d"' % (host, self.admin_port),
+            # Off loopback the admin listener needs admin_token_file: keep it on this
+            # host's (or this namespace's) loopback.
+            'listen_admin  = "127.0.0.1:%d"' % self.admin_port,
             'state_dir     = "%s"' % state_dir,
         ]
         if extra_edge:

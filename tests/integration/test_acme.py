@@ -257,7 +257,12 @@ def main():
                and c["issuer"] and c["last_error"] == "", "status entry: %r" % c)
         r = subprocess.run([run.bin("hearth-edge"), "status", "--admin", "127.0.0.1:%d" % admin],
                            capture_output=True, text=True, timeout=10)
-        expect("app.test" in r.stdout and "not_after" in r.stdout, "hearth-edge status: %r" % r.stdout)
+        expect("CERTIFICATES" in r.stdout and "app.test" in r.stdout and "1970-" not in r.stdout,
+               "hearth-edge status: %r" % r.stdout)
+        r = subprocess.run([run.bin("hearth-edge"), "status", "--json", "--admin",
+                            "127.0.0.1:%d" % admin], capture_output=True, text=True, timeout=10)
+        expect("app.test" in r.stdout and "not_after" in r.stdout,
+               "hearth-edge status --json: %r" % r.stdout)
         m = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % admin, timeout=5).read().decode()
         for want in ("# TYPE hearth_certificate_expiry_timestamp_seconds gauge",
                      'hearth_certificate_expiry_timestamp_seconds{name="app.test"}',

@@ -118,7 +118,7 @@ def main():
             return "%s: %s" % (type(e).__name__, e), {}, b""
 
     def admin(path, timeout=3.0):
-        return ns_request(NsHTTPConnection(topo.edge, EDGE_IP, ADMIN, timeout), "GET", path)
+        return ns_request(NsHTTPConnection(topo.edge, "127.0.0.1", ADMIN, timeout), "GET", path)
 
     def tunnels():
         s, _, body = admin("/status")

@@ -98,7 +98,7 @@ def main():
         return ns_request(NsHTTPConnection(topo.origin, "127.0.0.1", origin_admin_port, 3.0), "GET", path)
 
     def edge_status():
-        st, _, body = ns_request(NsHTTPConnection(topo.edge, EDGE_IP, 9901, 3.0), "GET", "/status")
+        st, _, body = ns_request(NsHTTPConnection(topo.edge, "127.0.0.1", 9901, 3.0), "GET", "/status")
         expect_eq(st, 200, "edge /status")
         return json.loads(body)
 
@@ -161,7 +161,7 @@ def main():
         expect_eq(peer["allowed_ips"], ["%s/32" % ORIGIN_WG], "edge peer allowed IPs")
         st, _, body = origin_admin("/readyz")
         expect_eq(st, 200, "origin /readyz (%s)" % body)
-        st, _, body = ns_request(NsHTTPConnection(topo.edge, EDGE_IP, 9901, 3.0), "GET", "/metrics")
+        st, _, body = ns_request(NsHTTPConnection(topo.edge, "127.0.0.1", 9901, 3.0), "GET", "/metrics")
         expect(re.search(r'hearth_wireguard_peer_healthy\{interface="%s",peer="nas"\} 1' % edge_if,
                          body.decode()), "edge /metrics:\n" + body.decode()[-1500:])
         expect(re.search(r'hearth_wireguard_up\{interface="%s",backend="wireguard-go"\} 1' % edge_if,
