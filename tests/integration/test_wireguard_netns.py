@@ -166,10 +166,9 @@ def main():
                          body.decode()), "edge /metrics:\n" + body.decode()[-1500:])
         expect(re.search(r'hearth_wireguard_up\{interface="%s",backend="wireguard-go"\} 1' % edge_if,
                          body.decode()), "hearth_wireguard_up in edge /metrics")
-        r = subprocess.run([run.bin("hearth-edge"), "status", "--admin", "%s:9901" % EDGE_IP],
-                           capture_output=True, text=True, timeout=10)
-        # `status` runs outside the namespace here: run it inside.
-        r = sh(run.bin("hearth-edge"), "status", "--admin", "%s:9901" % EDGE_IP, netns=topo.edge, check=False)
+        # `status` runs inside the edge's namespace, where the admin listener is.
+        r = sh(run.bin("hearth-edge"), "status", "--json", "--admin", "127.0.0.1:9901",
+               netns=topo.edge, check=False)
         expect("handshake_age_s" in r.stdout and "rx_bytes" in r.stdout, "hearth-edge status: %s" % r.stdout[-800:])
 
     @run.case
@@ -209,7 +208,12 @@ def main():
         expect(out, "ws-check printed nothing; stderr: %s" % r.stderr[-2000:])
         res = json.loads(out[-1])
         expect(r.returncode == 0 and not res["problems"], "WebSocket echo problems: %s" % res["problems"])
+        # The status snapshot is refreshed once a second (Link::tick): poll briefly.
+        deadline = time.monotonic() + 5
         rx = edge_peer().get("rx_bytes", 0)
+        while rx <= 2000000 and time.monotonic() < deadline:
+            time.sleep(0.25)
+            rx = edge_peer().get("rx_bytes", 0)
         expect(rx > 2000000, "edge WireGuard rx_bytes should include the download: %s" % rx)
 
     @run.case
