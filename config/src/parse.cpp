@@ -7,13 +7,12 @@
 #include "hearth/config/parse.hpp"
 
 #include <toml++/toml.h>
-
 #include <unistd.h>
-#include <charconv>
-#include <cmath>
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 #include <initializer_list>
 #include <limits>
 #include <map>
@@ -1294,7 +1293,7 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
   }
   read_acme(ctx, top, cfg);
   read_edge_wireguard(ctx, top, cfg);  // [wireguard] (issue 10)
-  read_policies(ctx, top, cfg);  // issue 9
+  read_policies(ctx, top, cfg);        // issue 9
   top.reject_unknown_keys();
 }
 
@@ -1374,7 +1373,7 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
     check_order(origin, "reconnect_min", cfg.reconnect_min, "reconnect_max", cfg.reconnect_max,
                 /*strict=*/false, ctx, origin_table);
     read_admin_token(origin, cfg.listen_admin, cfg.admin_token_file, cfg.admin_token);  // issue 13
-    if (auto over = origin.boolean("tunnel_over_wireguard")) {  // issue 10
+    if (auto over = origin.boolean("tunnel_over_wireguard")) {                          // issue 10
       cfg.tunnel_over_wireguard = *over;
     }
     origin.reject_unknown_keys();

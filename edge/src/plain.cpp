@@ -6,8 +6,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "admin_pages.hpp"
 #include "acme_glue.hpp"
+#include "admin_pages.hpp"
 #include "hearth/common/admin.hpp"
 #include "hearth/common/log.hpp"
 #include "hearth/edge/http_rules.hpp"

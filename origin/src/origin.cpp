@@ -595,14 +595,13 @@ admin::Response Origin::admin_response(std::string_view path) {
       out += c->bytes_out();
       auto up = std::chrono::duration_cast<std::chrono::seconds>(now - since_[i]).count();
       if (!tunnels.empty()) tunnels += ',';
-      tunnels += "{\"index\":" + std::to_string(i) +
-                 ",\"usable\":" + (c->usable() ? "true" : "false") +
-                 ",\"streams\":" + std::to_string(c->active_streams()) +
-                 ",\"rtt_us\":" + std::to_string(c->rtt_us()) +
-                 ",\"uptime_s\":" + std::to_string(up) +
-                 ",\"bytes_in\":" + std::to_string(c->bytes_in()) +
-                 ",\"bytes_out\":" + std::to_string(c->bytes_out()) +
-                 ",\"version\":" + std::to_string(links_[i].version) + ",\"refused\":[";
+      tunnels +=
+          "{\"index\":" + std::to_string(i) + ",\"usable\":" + (c->usable() ? "true" : "false") +
+          ",\"streams\":" + std::to_string(c->active_streams()) +
+          ",\"rtt_us\":" + std::to_string(c->rtt_us()) + ",\"uptime_s\":" + std::to_string(up) +
+          ",\"bytes_in\":" + std::to_string(c->bytes_in()) +
+          ",\"bytes_out\":" + std::to_string(c->bytes_out()) +
+          ",\"version\":" + std::to_string(links_[i].version) + ",\"refused\":[";
       for (std::size_t k = 0; k < links_[i].refused.size(); ++k) {
         const auto& rr = links_[i].refused[k];
         tunnels += (k ? "," : "") + std::string("{\"host\":") + json_string(rr.host) +

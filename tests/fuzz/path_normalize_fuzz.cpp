@@ -52,7 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto n = normalize_target(target);
   if (!n || target == "*") return 0;
   const std::size_t q = target.find('?');
-  const std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q);
+  const std::string_view query =
+      q == std::string_view::npos ? std::string_view() : target.substr(q);
   FUZZ_CHECK(std::string_view(n->forward).ends_with(query));
   const std::string_view forward_path =
       std::string_view(n->forward).substr(0, n->forward.size() - query.size());

@@ -88,8 +88,11 @@ const std::string& sample_key() {
 }
 
 crypto::JoinToken sample_token() {
-  return crypto::JoinToken{"vps.example.com:7443", *crypto::pin_of_private_key_pem(sample_key()),
-                           "nas", crypto::generate_private_key_pem(), {}};
+  return crypto::JoinToken{"vps.example.com:7443",
+                           *crypto::pin_of_private_key_pem(sample_key()),
+                           "nas",
+                           crypto::generate_private_key_pem(),
+                           {}};
 }
 
 }  // namespace

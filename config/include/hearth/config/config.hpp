@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "hearth/wg/device.hpp"
 #include "hearth/config/policy.hpp"
+#include "hearth/wg/device.hpp"
 
 namespace hearth::config {
 
@@ -102,15 +102,15 @@ struct EdgeConfig {
   std::optional<AcmeConfig> acme;               // [acme]
 
   // [edge] tuning keys, all optional. Defaults follow nginx/HAProxy habits.
-  unsigned workers = 0;                                   // 0: one per core
-  Duration handshake_timeout = std::chrono::seconds(10);  // TLS handshake (clients, origins)
-  Duration header_timeout = std::chrono::seconds(30);     // reading one request head
-  Duration idle_timeout = std::chrono::seconds(75);       // keep-alive idle, body stalls
+  unsigned workers = 0;                                          // 0: one per core
+  Duration handshake_timeout = std::chrono::seconds(10);         // TLS handshake (clients, origins)
+  Duration header_timeout = std::chrono::seconds(30);            // reading one request head
+  Duration idle_timeout = std::chrono::seconds(75);              // keep-alive idle, body stalls
   Duration websocket_idle_timeout = std::chrono::hours(24 * 7);  // upgraded streams
   Duration drain_timeout = std::chrono::seconds(30);
   Duration keepalive_interval = std::chrono::seconds(10);  // tunnel pings
   Duration keepalive_timeout = std::chrono::seconds(30);   // tunnel silent -> dead
-  std::uint64_t max_body_size = 100ull * 1024 * 1024;     // 0: unlimited
+  std::uint64_t max_body_size = 100ull * 1024 * 1024;      // 0: unlimited
   std::uint32_t max_header_size = 32 * 1024;
   std::uint32_t max_connections = 20000;  // concurrent client connections
 
@@ -129,8 +129,8 @@ struct EdgeConfig {
       "x-amz-signature", "x-amz-credential", "x-goog-signature", "auth"};
   // clang-format on
   // Running as a service (issue 13): the access log, and the admin token.
-  bool access_log = true;           // one "request" line per request
-  double access_log_sample = 1.0;   // fraction of request lines kept (5xx always)
+  bool access_log = true;                  // one "request" line per request
+  double access_log_sample = 1.0;          // fraction of request lines kept (5xx always)
   std::filesystem::path admin_token_file;  // required when listen_admin is not loopback
   std::string admin_token;                 // its contents, whitespace trimmed
   std::optional<EdgeWireguard> wireguard;  // [wireguard] (issue 10)
@@ -139,7 +139,7 @@ struct EdgeConfig {
   std::optional<Policy> default_policy;
   std::vector<Policy> policies;
   // Connection limits at accept ([edge] keys, issue 9); max_connections above is the global cap.
-  std::uint32_t max_connections_per_ip = 256;     // concurrent, per IP (IPv6: per /64)
+  std::uint32_t max_connections_per_ip = 256;       // concurrent, per IP (IPv6: per /64)
   std::optional<RateLimit> connection_rate_per_ip;  // new connections per IP; none: no limit
   std::optional<RateLimit> max_connection_rate;     // new connections, all clients
   std::uint32_t max_tracked_clients = 65536;        // bound of the accept-time table
@@ -152,8 +152,8 @@ struct EdgeConfig {
 
 // [[routes]] in origin.toml.
 struct Route {
-  std::string host;         // lower case; exact or "*.suffix"
-  std::string path = "/";   // prefix, starts with '/'
+  std::string host;        // lower case; exact or "*.suffix"
+  std::string path = "/";  // prefix, starts with '/'
   ServiceUrl service;
   bool tls_verify = false;  // for https services: verify the local service's certificate
 
@@ -164,7 +164,7 @@ struct Route {
   Duration health_timeout = std::chrono::seconds(2);
   unsigned health_rise = 2;  // consecutive passes to become healthy
   unsigned health_fall = 3;  // consecutive failures to become unhealthy
-  int proxy_protocol = 0;   // issue 9: 1 or 2 = send a PROXY v1/v2 header to the service first
+  int proxy_protocol = 0;    // issue 9: 1 or 2 = send a PROXY v1/v2 header to the service first
 };
 
 struct OriginConfig {
@@ -172,15 +172,15 @@ struct OriginConfig {
 
   std::string name;
   Endpoint edge;
-  std::string edge_pin;                   // "sha256:<base64>"
-  std::string key_pem;                    // loaded from key_file, or inline `key`
-  std::filesystem::path key_file;         // empty when the key was inline
-  unsigned connections = 2;               // parallel tunnel connections
-  std::optional<Endpoint> listen_admin;   // optional admin listener
+  std::string edge_pin;                  // "sha256:<base64>"
+  std::string key_pem;                   // loaded from key_file, or inline `key`
+  std::filesystem::path key_file;        // empty when the key was inline
+  unsigned connections = 2;              // parallel tunnel connections
+  std::optional<Endpoint> listen_admin;  // optional admin listener
   std::vector<Route> routes;
 
-  unsigned workers = 0;  // 0: one per core
-  Duration connect_timeout = std::chrono::seconds(10);   // dial + TLS handshake to the edge
+  unsigned workers = 0;                                 // 0: one per core
+  Duration connect_timeout = std::chrono::seconds(10);  // dial + TLS handshake to the edge
   Duration service_connect_timeout = std::chrono::seconds(5);
   Duration idle_timeout = std::chrono::seconds(75);
   Duration websocket_idle_timeout = std::chrono::hours(24 * 7);

@@ -21,10 +21,10 @@ struct Metrics {
   std::atomic<std::int64_t> requests_in_flight{0};
   std::atomic<std::int64_t> websockets_active{0};
   std::atomic<std::uint64_t> tunnels_refused{0};
-  std::atomic<std::uint64_t> connections_rejected{0};  // refused at accept (any reason)
+  std::atomic<std::uint64_t> connections_rejected{0};   // refused at accept (any reason)
   std::atomic<std::int64_t> h2_connections{0};          // open HTTP/2 client connections
   std::atomic<std::uint64_t> tunnel_streams_opened{0};  // by client exchanges (both protocols)
-  RequestStats request_stats;                          // per-host durations and bytes (issue 13)
+  RequestStats request_stats;                           // per-host durations and bytes (issue 13)
   // Issue 9: refusals at accept by reason (AcceptVerdict order, [0] unused), and
   // the size of the accept-time per-IP table.
   std::array<std::atomic<std::uint64_t>, 6> connections_refused{};
