@@ -18,6 +18,9 @@ constexpr std::size_t kSendBuffer = 64 * 1024;  // per stream, user bytes not ye
 constexpr std::size_t kBatch = 64 * 1024;       // bytes per TLS write
 constexpr std::size_t kReadChunk = 64 * 1024;   // bytes per TLS read
 constexpr std::size_t kMaxControlQueue = 1 << 20;
+// The opaque of the PING that follows our GOAWAY. Keepalive PINGs carry a
+// positive microsecond clock, so all ones (-1) never collides with one.
+constexpr std::array<std::uint8_t, 8> kGoawayFence{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
 constexpr std::size_t kShrinkAbove = 16 * 1024;  // idle streams give memory back
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
@@ -314,7 +317,7 @@ void Connection::close_gracefully(std::string reason, std::chrono::milliseconds 
 }
 
 void Connection::check_idle() {
-  if (on_idle_ && streams_.empty()) {
+  if (on_idle_ && streams_.empty() && !goaway_fence_) {
     auto fn = std::move(on_idle_);
     on_idle_ = nullptr;
     fn();
@@ -377,9 +380,17 @@ void Connection::go_away(std::string reason) {
     self->usable_.store(false);
     if (self->goaway_sent_ || self->closed_) return;
     self->goaway_sent_ = true;
-    GoAway g{self->next_id_ - 1, reason};
+    // The last stream the peer opened that we took (the opener takes none).
+    GoAway g{self->last_peer_id_, reason};
     auto payload = encode_payload(g);
     self->queue_control(FrameType::goaway, 0, payload);
+    // An OPEN the peer sent before it read our GOAWAY may still be on the
+    // wire. Fence it with a PING: its PONG comes after every such OPEN (one
+    // ordered byte stream), and each is answered RESET draining, which the
+    // edge retries elsewhere. Until then the connection does not count as
+    // idle, so a drain does not close under those OPENs.
+    self->goaway_fence_ = true;
+    append_ping(self->control_, FrameType::ping, kGoawayFence);
     log::info("tunnel.goaway_sent", {{"conn", self->options_.log_id}, {"reason", reason}});
   });
 }
@@ -556,6 +567,11 @@ bool Connection::handle_frame(const FrameHeader& h, std::span<const std::uint8_t
       return true;
     }
     case FrameType::pong: {
+      if (goaway_fence_ && std::memcmp(payload.data(), kGoawayFence.data(), 8) == 0) {
+        goaway_fence_ = false;
+        check_idle();
+        return true;
+      }
       std::int64_t sent = 0;
       for (int i = 0; i < 8; ++i) sent = (sent << 8) | payload[static_cast<std::size_t>(i)];
       std::int64_t now = std::chrono::duration_cast<std::chrono::microseconds>(

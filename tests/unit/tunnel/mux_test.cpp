@@ -319,3 +319,21 @@ TEST_CASE("PUBLISH reaches the control handler; unhandled, it is a connection er
   p.io.run_for(std::chrono::milliseconds(50));
   q.io.run_for(std::chrono::milliseconds(50));
 }
+
+TEST_CASE("an OPEN that crosses the origin's GOAWAY is refused as draining, not lost",
+          "[tunnel][mux]") {
+  // The origin drains (GOAWAY, then a graceful close once idle) while the
+  // edge opens a stream that the GOAWAY has not reached yet. The edge must
+  // learn that the origin never took it (RESET draining: it retries the
+  // request elsewhere), not see the connection vanish under it (502).
+  Pair p;
+  make_pair(p);
+  auto origin = p.origin;
+  origin->go_away("routes changed");
+  origin->when_idle([origin] { origin->close_gracefully("routes changed", std::chrono::seconds(2)); });
+  error_code ec;
+  asio::co_spawn(p.io, read_error(p.edge, "/echo", false, ec), asio::detached);
+  p.io.run_for(std::chrono::seconds(3));
+  CHECK(ec == make_error_code(Errc::draining));
+  CHECK(origin->closed());
+}

@@ -338,6 +338,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::uint32_t last_peer_id_ = 0;
   std::uint32_t next_id_ = 1;  // opener side; touched only on ex_
   bool goaway_sent_ = false;
+  bool goaway_fence_ = false;  // GOAWAY sent, its fencing PING not answered yet
   std::string close_reason_;
   std::chrono::steady_clock::time_point last_rx_;
 
