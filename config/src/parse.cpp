@@ -1114,8 +1114,32 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
   TableReader edge(ctx, edge_table, "edge");
   if (edge_table != nullptr) {
     std::vector<std::pair<std::string_view, Endpoint>> listeners;
+    // The client listeners may be tables, for what sits in front of them:
+    // listen_https = { address = "0.0.0.0:443", proxy_protocol = true, trusted_proxies = [...] }
+    struct ListenerTable {
+      std::optional<bool> proxy_protocol;
+      std::optional<std::vector<CidrRange>> trusted_proxies;
+      const toml::node* proxy_node = nullptr;  // for messages
+    };
+    std::map<std::string_view, ListenerTable> listener_tables;
     const auto listener = [&](std::string_view key, bool required) {
-      auto ep = edge.endpoint(key, required, /*allow_port_zero=*/true);
+      std::optional<Endpoint> ep;
+      const toml::node* node = edge.find(key);
+      if (node != nullptr && node->is_table() && (key == "listen_https" || key == "listen_http")) {
+        TableReader sub(ctx, node->as_table(), edge.key_path(key));
+        ep = sub.endpoint("address", true, /*allow_port_zero=*/true);
+        ListenerTable t;
+        t.proxy_protocol = sub.boolean("proxy_protocol");
+        if (sub.find("trusted_proxies") != nullptr) {
+          t.trusted_proxies.emplace();
+          read_policy_cidrs(sub, "trusted_proxies", ctx, *t.trusted_proxies);
+        }
+        t.proxy_node = sub.find("proxy_protocol");
+        sub.reject_unknown_keys();
+        listener_tables[key] = std::move(t);
+      } else {
+        ep = edge.endpoint(key, required, /*allow_port_zero=*/true);
+      }
       if (!ep) {
         return ep;
       }
@@ -1207,6 +1231,30 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
     }
     read_admin_token(edge, cfg.listen_admin, cfg.admin_token_file, cfg.admin_token);
     read_connection_limits(edge, cfg);  // issue 9
+    // Client identity (issue 9): [edge] proxy_protocol and trusted_proxies are
+    // the defaults of both client listeners; a listener table overrides them.
+    {
+      std::vector<CidrRange> trusted;
+      read_policy_cidrs(edge, "trusted_proxies", ctx, trusted);
+      const auto both_proxy = edge.boolean("proxy_protocol");
+      for (auto [key, trust] : {std::pair<std::string_view, ListenerTrust*>{"listen_https", &cfg.https_trust},
+                                {"listen_http", &cfg.http_trust}}) {
+        const ListenerTable* t =
+            listener_tables.count(key) != 0 ? &listener_tables.at(key) : nullptr;
+        trust->trusted_proxies = t && t->trusted_proxies ? *t->trusted_proxies : trusted;
+        trust->proxy_protocol = t && t->proxy_protocol ? *t->proxy_protocol : both_proxy.value_or(false);
+        if (key == "listen_http" && !cfg.listen_http) trust->proxy_protocol = false;
+        if (trust->proxy_protocol && trust->trusted_proxies.empty()) {
+          // Fail closed: without it anyone could claim any address.
+          const bool own = t && t->proxy_node;
+          const toml::node* where = own ? t->proxy_node : edge.find("proxy_protocol");
+          ctx.add(where->source(),
+                  own ? edge.key_path(key) + ".proxy_protocol" : edge.key_path("proxy_protocol"),
+                  "proxy_protocol needs trusted_proxies: the addresses of the load balancers "
+                  "that may send a PROXY header (e.g. trusted_proxies = [\"10.0.0.0/8\"])");
+        }
+      }
+    }
     edge.reject_unknown_keys();
   }
 

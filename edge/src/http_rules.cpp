@@ -1,5 +1,7 @@
 #include "hearth/edge/http_rules.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <random>
 #include <vector>
@@ -51,6 +53,17 @@ bool is_token(std::string_view text) {
     }
   }
   return true;
+}
+
+// Every field line of `name`, joined as one comma-separated list (RFC 9110 5.3).
+std::string joined_values(const http::request_header<>& req, std::string_view name) {
+  std::string out;
+  for (const auto& field : req) {
+    if (!iequals(field.name_string(), name)) continue;
+    if (!out.empty()) out += ", ";
+    out.append(field.value());
+  }
+  return out;
 }
 
 std::string_view trim_ows(std::string_view text) {
@@ -450,6 +463,19 @@ void prepare_upstream_request(http::request_header<>& req, const ForwardInfo& in
   }
   strip_hop_by_hop(req, false);
   req.erase(http::field::proxy_authorization);
+  // Only a trusted proxy's word about earlier hops is kept (every field line,
+  // in order, as one list).
+  std::string xff, forwarded;
+  if (info.peer_trusted) {
+    xff = joined_values(req, "X-Forwarded-For");
+    forwarded = joined_values(req, "Forwarded");
+  }
+  const std::string_view hop = info.peer_ip.empty() ? info.client_ip : info.peer_ip;
+  if (!hop.empty()) {
+    xff = xff.empty() ? std::string(hop) : xff + ", " + std::string(hop);
+  }
+  const std::string element = forwarded_element(hop, info.host, info.proto);
+  forwarded = forwarded.empty() ? element : forwarded + ", " + element;
   req.erase(http::field::forwarded);
   req.erase("X-Forwarded-Port");
   // Names are copied out first: erasing a field invalidates views into the header.
@@ -465,7 +491,8 @@ void prepare_upstream_request(http::request_header<>& req, const ForwardInfo& in
   req.erase("True-Client-IP");
   req.erase("CF-Connecting-IP");
   set_or_erase(req, "X-Real-IP", info.client_ip);
-  set_or_erase(req, "X-Forwarded-For", info.client_ip);
+  set_or_erase(req, "X-Forwarded-For", xff);
+  set_or_erase(req, "Forwarded", forwarded);
   set_or_erase(req, "X-Forwarded-Proto", info.proto);
   set_or_erase(req, "X-Forwarded-Host", info.host);
   set_or_erase(req, "X-Request-ID", info.request_id);
@@ -584,6 +611,56 @@ http::response<http::string_body> make_redirect_to_https(const http::request_hea
 
 bool is_acme_challenge(std::string_view target) {
   return origin_form_target(target).starts_with("/.well-known/acme-challenge/");
+}
+
+std::string client_behind_proxies(
+    const http::request_header<>& req, std::string_view peer_ip,
+    const std::function<bool(const boost::asio::ip::address&)>& trusted) {
+  const std::string list = joined_values(req, "X-Forwarded-For");
+  std::string client(peer_ip);
+  std::string_view rest = list;
+  while (!rest.empty()) {
+    const std::size_t comma = rest.rfind(',');
+    const std::string_view entry =
+        trim_ows(comma == std::string_view::npos ? rest : rest.substr(comma + 1));
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(0, comma);
+    boost::system::error_code ec;
+    const auto address = boost::asio::ip::make_address(entry, ec);
+    if (ec) break;  // not an address (nor "unknown" we could use): stop believing
+    client = client_ip_string(address);
+    if (!trusted(address)) break;
+  }
+  return client;
+}
+
+std::string forwarded_element(std::string_view for_ip, std::string_view host,
+                              std::string_view proto) {
+  const auto value = [](std::string_view v) {
+    const bool token = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+             std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    });
+    if (token) return std::string(v);
+    std::string quoted = "\"";
+    for (char c : v) {
+      if (c == '"' || c == '\\') quoted += '\\';
+      quoted += c;
+    }
+    return quoted + "\"";
+  };
+  std::string out;
+  const auto add = [&](std::string_view name, std::string v) {
+    if (!out.empty()) out += ';';
+    out.append(name).append("=").append(v);
+  };
+  if (!for_ip.empty() && is_header_safe(for_ip)) {
+    add("for", for_ip.find(':') != std::string_view::npos
+                   ? "\"[" + std::string(for_ip) + "]\""
+                   : std::string(for_ip));
+  }
+  if (!host.empty() && is_header_safe(host)) add("host", value(host));
+  if (!proto.empty() && is_header_safe(proto)) add("proto", value(proto));
+  return out;
 }
 
 std::string client_ip_string(const boost::asio::ip::address& address) {

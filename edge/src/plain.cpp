@@ -24,7 +24,12 @@ using tcp = asio::ip::tcp;
 
 }  // namespace
 
-asio::awaitable<void> http_redirect_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock) {
+asio::awaitable<void> http_redirect_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock,
+                                            ClientPeer peer) {
+  if (peer.refuse_proxy_header &&
+      !co_await no_proxy_header(*shared, sock, peer, shared->config()->header_timeout)) {
+    co_return;
+  }
   beast::tcp_stream stream(std::move(sock));
   beast::flat_buffer buf;
   auto cfg = shared->config();

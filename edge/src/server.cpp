@@ -30,6 +30,7 @@
 #include "shared.hpp"
 #include "support/asio.hpp"
 #include "tls/alpn.hpp"
+#include "tls/proxy_header.hpp"
 #include "tls_policy.hpp"
 #include "wireguard.hpp"
 
@@ -153,6 +154,9 @@ class Edge {
   bool listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind);
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, int kind);
   void start_client(tcp::socket sock, int kind);  // issue 9: limits, then a pinned worker
+  // Issue 9: a trusted load balancer's PROXY header, read on the control thread.
+  asio::awaitable<void> proxied_client(tcp::socket sock, int kind, ClientPeer peer);
+  void admit_client(tcp::socket sock, int kind, const asio::ip::address& address, ClientPeer peer);
   asio::awaitable<void> tunnel_session(tcp::socket sock, std::size_t worker);
   asio::awaitable<void> reject(tunnel::TlsStream& tls, std::string peer, std::string origin,
                                std::string reason);
@@ -187,6 +191,8 @@ class Edge {
   std::unique_ptr<AcmeService> acme_;       // issue 12; null without [acme]
   ConnectionLimiter limiter_;               // control thread only
   std::chrono::steady_clock::time_point refused_logged_{};
+  std::chrono::steady_clock::time_point proxy_refused_logged_{};
+  std::uint64_t proxy_refused_unlogged_ = 0;
   std::uint64_t refused_unlogged_ = 0;
 };
 
@@ -268,7 +274,59 @@ void Edge::start_client(tcp::socket sock, int kind) {
   error_code ec;
   const auto peer = sock.remote_endpoint(ec);
   if (ec) return;
-  const auto key = policy::client_info(peer.address()).key;
+  const auto& trust = kind == kHttps ? cfg->https_trust : cfg->http_trust;
+  ClientPeer who{client_ip_string(peer.address()), peer.port(),
+                 trust.trusts(policy::client_info(peer.address()).address), false};
+  if (trust.proxy_protocol) {
+    if (who.trusted) {
+      // The balancer's header names the client: read it first, so the limits
+      // and the worker choice below count the client, not the balancer.
+      asio::co_spawn(control_, proxied_client(std::move(sock), kind, std::move(who)),
+                     log_exception);
+      return;
+    }
+    who.refuse_proxy_header = true;  // anyone else claiming an address is closed
+  }
+  admit_client(std::move(sock), kind, peer.address(), std::move(who));
+}
+
+asio::awaitable<void> Edge::proxied_client(tcp::socket sock, int kind, ClientPeer peer) {
+  const auto read = co_await read_proxy_header(sock, shared_->config()->handshake_timeout);
+  if (read.result == ProxyRead::Result::refused) {
+    shared_->metrics.proxy_headers_refused.fetch_add(1);
+    const auto now = std::chrono::steady_clock::now();
+    ++proxy_refused_unlogged_;
+    if (now - proxy_refused_logged_ >= std::chrono::seconds(1)) {
+      log::warn("proxy_protocol.refused", {{"peer", peer.ip},
+                                           {"error", read.error},
+                                           {"refused_since_last_line", proxy_refused_unlogged_}});
+      proxy_refused_logged_ = now;
+      proxy_refused_unlogged_ = 0;
+    }
+    error_code ignored;
+    sock.close(ignored);
+    co_return;
+  }
+  error_code ec;
+  auto address = sock.remote_endpoint(ec).address();
+  if (ec) co_return;
+  if (read.result == ProxyRead::Result::header && !read.header.local) {
+    // The HTTP peer is now the client; it is trusted only if it is a proxy too.
+    const auto cfg = shared_->config();
+    const auto& trust = kind == kHttps ? cfg->https_trust : cfg->http_trust;
+    address = read.header.source.address;
+    peer.ip = client_ip_string(address);
+    peer.port = read.header.source.port;
+    peer.trusted = trust.trusts(policy::client_info(address).address);
+  }
+  admit_client(std::move(sock), kind, address, std::move(peer));
+}
+
+void Edge::admit_client(tcp::socket sock, int kind, const asio::ip::address& address,
+                        ClientPeer who) {
+  const auto cfg = shared_->config();
+  error_code ec;
+  const auto key = policy::client_info(address).key;
   limiter_.set_limits({cfg->max_connections, cfg->max_connections_per_ip,
                        cfg->connection_rate_per_ip, cfg->max_connection_rate,
                        cfg->max_tracked_clients});
@@ -280,7 +338,7 @@ void Edge::start_client(tcp::socket sock, int kind) {
     shared_->metrics.connections_refused[static_cast<std::size_t>(verdict)].fetch_add(1);
     ++refused_unlogged_;
     if (now - refused_logged_ >= std::chrono::seconds(1)) {  // at most one line a second
-      log::warn("accept.refused", {{"client", client_ip_string(peer.address())},
+      log::warn("accept.refused", {{"client", who.ip},
                                    {"limit", to_string(verdict)},
                                    {"refused_since_last_line", refused_unlogged_}});
       refused_logged_ = now;
@@ -290,7 +348,7 @@ void Edge::start_client(tcp::socket sock, int kind) {
     return;
   }
   auto& worker = *workers_[worker_for(key, workers_.size())];
-  const auto protocol = peer.protocol();
+  const auto protocol = sock.local_endpoint(ec).protocol();
   const auto fd = sock.release(ec);
   tcp::socket moved(worker);
   if (!ec) moved.assign(protocol, fd, ec);
@@ -307,9 +365,11 @@ void Edge::start_client(tcp::socket sock, int kind) {
     return;
   }
   if (kind == kHttps) {
-    asio::co_spawn(worker, https_session(shared_, std::move(moved)), std::move(done));
+    asio::co_spawn(worker, https_session(shared_, std::move(moved), std::move(who)),
+                   std::move(done));
   } else {
-    asio::co_spawn(worker, http_redirect_session(shared_, std::move(moved)), std::move(done));
+    asio::co_spawn(worker, http_redirect_session(shared_, std::move(moved), std::move(who)),
+                   std::move(done));
   }
 }
 

@@ -15,6 +15,7 @@
 #include "hearth/config/config.hpp"
 #include "hearth/edge/metrics.hpp"
 #include "hearth/edge/registry.hpp"
+#include "tls/proxy_header.hpp"
 
 namespace hearth::acme {
 class ChallengeBoard;
@@ -95,9 +96,10 @@ class EdgeShared {
   std::shared_ptr<const AcmeTls> acme_;
 };
 
-asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, asio::ip::tcp::socket sock);
+asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, asio::ip::tcp::socket sock,
+                                    ClientPeer peer);
 asio::awaitable<void> http_redirect_session(std::shared_ptr<EdgeShared> shared,
-                                            asio::ip::tcp::socket sock);
+                                            asio::ip::tcp::socket sock, ClientPeer peer);
 asio::awaitable<void> admin_session(std::shared_ptr<EdgeShared> shared, asio::ip::tcp::socket sock);
 
 }  // namespace hearth::edge

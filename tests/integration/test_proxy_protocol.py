@@ -6,9 +6,9 @@
   (carried in the OPEN frame's client field) as the first bytes to the
   service. The service here *requires* the header (it closes a connection that
   does not start with one) and answers with what it parsed.
-- At the edge: a client that sends a PROXY header to the HTTPS listener (no
-  listener trusts PROXY yet) is refused: the connection is closed, nothing is
-  proxied.
+- At the edge: a client that sends a PROXY header to an HTTPS listener without
+  `proxy_protocol` is refused: the connection is closed, nothing is proxied
+  (listeners with it: test_client_identity.py).
 """
 
 import json

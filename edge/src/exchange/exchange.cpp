@@ -162,6 +162,7 @@ class Exchange {
   std::string target_;
   std::string authority_;
   std::string request_id_;
+  std::string peer_ip_;  // who handed us the request (the connection's client)
   bool head_ = false;
   bool websocket_ = false;
   bool upstream_keep_alive_ = false;        // we asked the service to keep the connection
@@ -218,6 +219,21 @@ asio::awaitable<bool> Exchange::run() {
   method_ = std::string(req.method_string());
   target_ = std::string(origin_form_target(req.target()));
   authority_ = std::string(requested_authority(req));
+  // Behind a trusted proxy (issue 9) the client is the one its
+  // X-Forwarded-For names: policies, logs, X-Real-IP and the OPEN frame see
+  // that address (its port is unknown: 0), and the proxy becomes the hop
+  // appended to X-Forwarded-For and Forwarded.
+  peer_ip_ = env_.client_ip;
+  if (env_.peer_trusted) {
+    const auto& trust = cfg_->https_trust;
+    std::string client = client_behind_proxies(
+        req.base(), env_.client_ip,
+        [&trust](const asio::ip::address& a) { return trust.trusts(policy::client_info(a).address); });
+    if (client != env_.client_ip) {
+      env_.client_ip = std::move(client);
+      env_.client_port = 0;
+    }
+  }
 
   // A body we never read leaves an HTTP/1.1 connection unusable for the next request.
   const bool body_pending = down_.body_pending();
@@ -307,7 +323,8 @@ asio::awaitable<bool> Exchange::run() {
 
   auto ex = co_await asio::this_coro::executor;
   ForwardInfo info{env_.client_ip, "https",    authority_,
-                   request_id_,    websocket_, !websocket_ && req.version() == 11};
+                   request_id_,    websocket_, !websocket_ && req.version() == 11,
+                   peer_ip_,       env_.peer_trusted};
   prepare_upstream_request(req.base(), info);
   if (policy_) policy::apply_request(*policy_, req.base());
   upstream_keep_alive_ = info.keep_alive;

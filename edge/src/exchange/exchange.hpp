@@ -53,6 +53,9 @@ struct ExchangeEnv {
   // for another authority gets 421 (HTTP/2 coalesces connections across them).
   std::shared_ptr<const std::vector<std::string>> cert_names;
   std::uint16_t client_port = 0;  // travels in the OPEN frame (PROXY protocol to the service)
+  // client_ip is one of the listener's trusted_proxies (issue 9): its
+  // X-Forwarded-For names the client.
+  bool peer_trusted = false;
 };
 
 // Runs one exchange to its end. True when the client connection may carry

@@ -497,7 +497,7 @@ bool H2Session::init() {
   env_ = ExchangeEnv{shared_, conn_->id, conn_->client_ip,
                      std::make_shared<const std::vector<std::string>>(
                          certificate_dns_names(SSL_get_certificate(conn_->tls.native_handle()))),
-                     conn_->client_port};
+                     conn_->client_port, conn_->peer_trusted};
   return true;
 }
 

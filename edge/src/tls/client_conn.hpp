@@ -25,6 +25,7 @@ struct ClientConn {
   TlsSocket tls;
   std::string client_ip;
   std::uint16_t client_port = 0;
+  bool peer_trusted = false;  // client_ip is one of https_trust.trusted_proxies (issue 9)
   std::uint64_t id = 0;
 };
 

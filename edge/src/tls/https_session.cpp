@@ -13,15 +13,18 @@ namespace hearth::edge {
 
 using tcp = asio::ip::tcp;
 
-asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock) {
+asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::socket sock,
+                                    ClientPeer peer) {
+  if (peer.refuse_proxy_header &&
+      !co_await no_proxy_header(*shared, sock, peer, shared->config()->handshake_timeout)) {
+    co_return;
+  }
   auto tls_ctx = shared->https();
   auto conn = std::make_shared<ClientConn>(shared, std::move(sock), std::move(tls_ctx));
   error_code ec;
-  auto ep = conn->tls.socket().remote_endpoint(ec);
-  if (!ec) {
-    conn->client_ip = client_ip_string(ep.address());
-    conn->client_port = ep.port();
-  }
+  conn->client_ip = std::move(peer.ip);
+  conn->client_port = peer.port;
+  conn->peer_trusted = peer.trusted;
   conn->id = shared->next_id.fetch_add(1, std::memory_order_relaxed);
 
   shared->metrics.client_connections.fetch_add(1, std::memory_order_relaxed);

@@ -486,3 +486,65 @@ TEST_CASE("edge config: parse never throws on garbage", "[config][edge]") {
     CHECK_FALSE(r.problems.empty());
   }
 }
+
+TEST_CASE("edge.toml: client listeners as tables, trusted_proxies and proxy_protocol",
+          "[config][edge]") {
+  EdgeDir d;
+  SECTION("listener tables, per-listener trusted_proxies over [edge]'s") {
+    std::string doc = replace_line(
+        minimal_edge, 2,
+        "listen_https = { address = \"127.0.0.1:0\", proxy_protocol = true }\n"
+        "listen_http = { address = \"127.0.0.1:0\", trusted_proxies = [\"192.0.2.0/24\"] }\n"
+        "trusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]");
+    const auto r = d.load(doc);
+    INFO(dump(r.problems));
+    REQUIRE(r.config);
+    const auto& c = *r.config;
+    CHECK(c.listen_https.port == 0);
+    REQUIRE(c.listen_http);
+    CHECK(c.https_trust.proxy_protocol);
+    REQUIRE(c.https_trust.trusted_proxies.size() == 2);
+    CHECK(c.https_trust.trusted_proxies[0].text == "10.0.0.0/8");
+    CHECK_FALSE(c.http_trust.proxy_protocol);
+    REQUIRE(c.http_trust.trusted_proxies.size() == 1);
+    CHECK(c.http_trust.trusted_proxies[0].text == "192.0.2.0/24");
+    std::array<std::uint8_t, 16> mapped{};
+    mapped[10] = mapped[11] = 0xff;
+    mapped[12] = 10;
+    mapped[15] = 9;
+    CHECK(c.https_trust.trusts(mapped));  // 10.0.0.9
+    CHECK_FALSE(c.http_trust.trusts(mapped));
+  }
+  SECTION("[edge] proxy_protocol applies to both client listeners") {
+    std::string doc = replace_line(minimal_edge, 2,
+                                   "listen_https = \"127.0.0.1:0\"\nlisten_http = \"127.0.0.1:0\"\n"
+                                   "proxy_protocol = true\ntrusted_proxies = [\"10.0.0.1\"]");
+    const auto r = d.load(doc);
+    INFO(dump(r.problems));
+    REQUIRE(r.config);
+    CHECK(r.config->https_trust.proxy_protocol);
+    CHECK(r.config->http_trust.proxy_protocol);
+  }
+  SECTION("proxy_protocol without trusted_proxies fails closed, naming the key") {
+    const auto r = d.load(replace_line(
+        minimal_edge, 2, "listen_https = { address = \"127.0.0.1:0\", proxy_protocol = true }"));
+    CHECK_FALSE(r.config);
+    const auto* p = find_problem(r.problems, "edge.listen_https.proxy_protocol");
+    REQUIRE(p);
+    CHECK(p->line == 2);
+    CHECK(p->message.find("trusted_proxies") != std::string::npos);
+  }
+  SECTION("unknown keys and bad values inside a listener table") {
+    const auto r = d.load(replace_line(
+        minimal_edge, 2,
+        "listen_https = { address = \"127.0.0.1:0\", proxy = true, trusted_proxies = [\"x\"] }"));
+    CHECK_FALSE(r.config);
+    CHECK(find_problem(r.problems, "edge.listen_https.proxy"));
+    CHECK(find_problem(r.problems, "edge.listen_https.trusted_proxies[0]"));
+  }
+  SECTION("a listener table needs an address") {
+    const auto r = d.load(replace_line(minimal_edge, 2, "listen_https = { proxy_protocol = false }"));
+    CHECK_FALSE(r.config);
+    CHECK(find_problem(r.problems, "edge.listen_https.address"));
+  }
+}

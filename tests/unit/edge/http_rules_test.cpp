@@ -369,7 +369,8 @@ TEST_CASE("prepare_upstream_request replaces forwarding headers", "[http_rules]"
   CHECK(req.count("X-Request-ID") == 1);
   CHECK(req["X-Request-ID"] == "abc123");
   CHECK(req.count("X-Forwarded-Port") == 0);
-  CHECK(req.count(http::field::forwarded) == 0);
+  CHECK(req.count(http::field::forwarded) == 1);
+  CHECK(req[http::field::forwarded] == "for=192.0.2.7;host=a.example.com;proto=https");
   CHECK(req[http::field::connection] == "close");
   CHECK(req[http::field::accept] == "*/*");
   CHECK(req[http::field::host] == "a.example.com");
@@ -491,7 +492,9 @@ TEST_CASE("prepare_upstream_request output serializes to a clean head", "[http_r
   prepare_upstream_request(req, {"2001:db8::1", "https", "a.example.com", "rid", false});
   CHECK(serialize(req) ==
         "POST /api HTTP/1.1\r\nHost: a.example.com\r\nTransfer-Encoding: chunked\r\n"
-        "X-Real-IP: 2001:db8::1\r\nX-Forwarded-For: 2001:db8::1\r\nX-Forwarded-Proto: https\r\n"
+        "X-Real-IP: 2001:db8::1\r\nX-Forwarded-For: 2001:db8::1\r\n"
+        "Forwarded: for=\"[2001:db8::1]\";host=a.example.com;proto=https\r\n"
+        "X-Forwarded-Proto: https\r\n"
         "X-Forwarded-Host: a.example.com\r\nX-Request-ID: rid\r\nConnection: close\r\n\r\n");
 }
 
@@ -943,4 +946,52 @@ TEST_CASE("redact_query hides the values of secret parameters", "[http_rules]") 
     CHECK(std::find(defaults.log_redact_params.begin(), defaults.log_redact_params.end(), name) !=
           defaults.log_redact_params.end());
   }
+}
+
+TEST_CASE("prepare_upstream_request appends to a trusted proxy's forwarding headers",
+          "[http_rules]") {
+  auto req = parse_ok(
+      "GET /x HTTP/1.1\r\nHost: a.example.com:8443\r\n"
+      "X-Forwarded-For: 198.51.100.1\r\nX-Forwarded-For: 192.0.2.44\r\n"
+      "Forwarded: for=198.51.100.1\r\nForwarded: for=192.0.2.44\r\n\r\n");
+  ForwardInfo info{"192.0.2.44", "https", "a.example.com:8443", "id", false};
+  info.peer_ip = "10.0.0.2";
+  info.peer_trusted = true;
+  prepare_upstream_request(req, info);
+  CHECK(req.count("X-Forwarded-For") == 1);
+  CHECK(req["X-Forwarded-For"] == "198.51.100.1, 192.0.2.44, 10.0.0.2");
+  CHECK(req["X-Real-IP"] == "192.0.2.44");
+  CHECK(req[http::field::forwarded] ==
+        "for=198.51.100.1, for=192.0.2.44, for=10.0.0.2;host=\"a.example.com:8443\";proto=https");
+}
+
+TEST_CASE("client_behind_proxies walks X-Forwarded-For from the right", "[http_rules]") {
+  const auto trusted = [](const boost::asio::ip::address& a) {
+    const auto s = a.to_string();
+    return s.rfind("10.", 0) == 0 || s == "2001:db8::1";
+  };
+  const auto client = [&](const std::string& xff) {
+    auto req = parse_ok("GET / HTTP/1.1\r\nHost: a\r\n" +
+                        (xff.empty() ? std::string() : "X-Forwarded-For: " + xff + "\r\n") +
+                        "\r\n");
+    return client_behind_proxies(req, "10.0.0.2", trusted);
+  };
+  CHECK(client("") == "10.0.0.2");                                  // no header: the peer
+  CHECK(client("203.0.113.5") == "203.0.113.5");                    // one hop
+  CHECK(client("6.6.6.6, 203.0.113.5, 10.1.1.1") == "203.0.113.5");  // spoofed left part ignored
+  CHECK(client("10.9.9.9, 10.1.1.1") == "10.9.9.9");                // all trusted: leftmost
+  CHECK(client("203.0.113.5, garbage") == "10.0.0.2");              // unreadable: stop at once
+  CHECK(client("garbage, 10.1.1.1") == "10.1.1.1");
+  CHECK(client(" 2001:db8::2 , 2001:db8::1") == "2001:db8::2");
+  CHECK(client("::ffff:203.0.113.5") == "203.0.113.5");  // mapped shown as IPv4
+}
+
+TEST_CASE("forwarded_element quotes what is not a token", "[http_rules]") {
+  CHECK(forwarded_element("192.0.2.1", "example.com", "https") ==
+        "for=192.0.2.1;host=example.com;proto=https");
+  CHECK(forwarded_element("2001:db8::1", "example.com:8443", "https") ==
+        "for=\"[2001:db8::1]\";host=\"example.com:8443\";proto=https");
+  CHECK(forwarded_element("", "", "https") == "proto=https");
+  CHECK(forwarded_element("192.0.2.1", "a\"b", "https") ==
+        "for=192.0.2.1;host=\"a\\\"b\";proto=https");
 }

@@ -3,6 +3,7 @@
 // parse.hpp); shared as std::shared_ptr<const EdgeConfig/OriginConfig>, and a
 // reload swaps the pointer.
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -88,6 +89,20 @@ struct OriginWireguard {
   bool persist = false;
 };
 
+// A client listener's view of what sits in front of it (issue 9): a load
+// balancer that sends the PROXY protocol, and the proxies whose word about the
+// client (PROXY header, X-Forwarded-For) is believed.
+struct ListenerTrust {
+  bool proxy_protocol = false;             // accept a PROXY v1/v2 header from trusted peers
+  std::vector<CidrRange> trusted_proxies;  // default: [edge] trusted_proxies
+  bool trusts(const std::array<std::uint8_t, 16>& address) const {
+    for (const auto& range : trusted_proxies) {
+      if (range.contains(address)) return true;
+    }
+    return false;
+  }
+};
+
 struct EdgeConfig {
   std::filesystem::path source;  // the file this was read from (for messages)
 
@@ -148,6 +163,10 @@ struct EdgeConfig {
   enum class TlsPolicy { intermediate, modern };
   TlsPolicy tls_policy = TlsPolicy::intermediate;
   bool session_tickets = false;  // true: tickets, keys replaced at least every 24 h
+  // Client identity (issue 9): `listen_https = { address = ..., proxy_protocol = true }`
+  // (or [edge] proxy_protocol for both), [edge] trusted_proxies or per listener.
+  ListenerTrust https_trust;
+  ListenerTrust http_trust;
 };
 
 // [[routes]] in origin.toml.

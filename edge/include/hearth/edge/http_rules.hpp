@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -76,7 +77,7 @@ std::string_view origin_form_target(std::string_view target);
 bool is_websocket_upgrade(const boost::beast::http::request_header<>& req);
 
 struct ForwardInfo {
-  std::string client_ip;   // client_ip_string() of the TCP peer
+  std::string client_ip;   // the client: X-Real-IP (client_behind_proxies() when trusted)
   std::string proto;       // "https" (or "http")
   std::string host;        // requested_authority(req), as the client sent it
   std::string request_id;  // effective_request_id()
@@ -85,15 +86,23 @@ struct ForwardInfo {
   // the edge reuses one tunnel stream, hence one service connection, per
   // client connection, as nginx's upstream keepalive does.
   bool keep_alive = false;
+  // Who handed the request to the edge: the TCP peer, or the source a trusted
+  // load balancer's PROXY header names (empty: client_ip). When it is one of
+  // trusted_proxies, its X-Forwarded-For and Forwarded are kept and it is
+  // appended to them; otherwise they are replaced (issue 9).
+  std::string peer_ip{};
+  bool peer_trusted = false;
 };
 
 // Rewrites a checked request head for the home service:
 //  - an absolute-form target becomes origin-form, and Host is set to its
 //    authority, so the service sees the host the edge routed on;
-//  - client-sent X-Forwarded-For/-Proto/-Host/-Port and Forwarded are removed,
-//    never trusted: X-Forwarded-For is replaced by client_ip (not appended to),
-//    and X-Forwarded-Proto, X-Forwarded-Host, X-Request-ID are set from info
-//    (an empty or unsafe value leaves the header out);
+//  - X-Forwarded-For and Forwarded (RFC 7239) name the peer: when
+//    info.peer_trusted, it is appended to the values the trusted proxy sent;
+//    otherwise the client-sent values are dropped. Forwarded's new element is
+//    for=peer;host=...;proto=... . Client-sent X-Forwarded-Proto/-Host/-Port
+//    are never kept: X-Forwarded-Proto, X-Forwarded-Host and X-Request-ID are
+//    set from info (an empty or unsafe value leaves the header out);
 //  - client-sent X-Real-IP, True-Client-IP and CF-Connecting-IP are removed,
 //    and X-Real-IP is set to client_ip;
 //  - every header whose name contains '_' is removed (as nginx does by default):
@@ -144,6 +153,21 @@ boost::beast::http::response<boost::beast::http::string_body> make_redirect_to_h
 // True for "/.well-known/acme-challenge/..." (ACME http-01), which the plain-HTTP
 // listener answers instead of redirecting. Accepts origin- or absolute-form.
 bool is_acme_challenge(std::string_view target);
+
+// The client behind trusted proxies, as nginx's real_ip_recursive finds it:
+// X-Forwarded-For read from the right, skipping the addresses `trusted`
+// accepts; the first one it does not. When every entry is trusted, the
+// leftmost; when the header is absent, or an entry is not an address, the
+// entries before it are not believed (`peer_ip` or the last trusted entry).
+// Only for a request whose peer is itself trusted. Text as client_ip_string().
+std::string client_behind_proxies(
+    const boost::beast::http::request_header<>& req, std::string_view peer_ip,
+    const std::function<bool(const boost::asio::ip::address&)>& trusted);
+
+// One RFC 7239 forwarded-element: for=192.0.2.1;host=example.com;proto=https
+// (an IPv6 node as for="[2001:db8::1]", a host that is not a token quoted).
+std::string forwarded_element(std::string_view for_ip, std::string_view host,
+                              std::string_view proto);
 
 // Text form of a peer address for X-Forwarded-For and logs; an IPv4-mapped IPv6
 // address ("::ffff:192.0.2.1", from a dual-stack listener) is shown as IPv4.

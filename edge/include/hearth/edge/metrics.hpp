@@ -22,6 +22,8 @@ struct Metrics {
   std::atomic<std::int64_t> websockets_active{0};
   std::atomic<std::uint64_t> tunnels_refused{0};
   std::atomic<std::uint64_t> connections_rejected{0};   // refused at accept (any reason)
+  // Issue 9: PROXY headers refused: from an untrusted peer, malformed, or late.
+  std::atomic<std::uint64_t> proxy_headers_refused{0};
   std::atomic<std::int64_t> h2_connections{0};          // open HTTP/2 client connections
   std::atomic<std::uint64_t> tunnel_streams_opened{0};  // by client exchanges (both protocols)
   RequestStats request_stats;                           // per-host durations and bytes (issue 13)
