@@ -1237,12 +1237,14 @@ void read_edge(Context& ctx, const toml::table& root, EdgeConfig& cfg) {
       std::vector<CidrRange> trusted;
       read_policy_cidrs(edge, "trusted_proxies", ctx, trusted);
       const auto both_proxy = edge.boolean("proxy_protocol");
-      for (auto [key, trust] : {std::pair<std::string_view, ListenerTrust*>{"listen_https", &cfg.https_trust},
-                                {"listen_http", &cfg.http_trust}}) {
+      for (auto [key, trust] :
+           {std::pair<std::string_view, ListenerTrust*>{"listen_https", &cfg.https_trust},
+            {"listen_http", &cfg.http_trust}}) {
         const ListenerTable* t =
             listener_tables.count(key) != 0 ? &listener_tables.at(key) : nullptr;
         trust->trusted_proxies = t && t->trusted_proxies ? *t->trusted_proxies : trusted;
-        trust->proxy_protocol = t && t->proxy_protocol ? *t->proxy_protocol : both_proxy.value_or(false);
+        trust->proxy_protocol =
+            t && t->proxy_protocol ? *t->proxy_protocol : both_proxy.value_or(false);
         if (key == "listen_http" && !cfg.listen_http) trust->proxy_protocol = false;
         if (trust->proxy_protocol && trust->trusted_proxies.empty()) {
           // Fail closed: without it anyone could claim any address.

@@ -654,9 +654,8 @@ std::string forwarded_element(std::string_view for_ip, std::string_view host,
     out.append(name).append("=").append(v);
   };
   if (!for_ip.empty() && is_header_safe(for_ip)) {
-    add("for", for_ip.find(':') != std::string_view::npos
-                   ? "\"[" + std::string(for_ip) + "]\""
-                   : std::string(for_ip));
+    add("for", for_ip.find(':') != std::string_view::npos ? "\"[" + std::string(for_ip) + "]\""
+                                                          : std::string(for_ip));
   }
   if (!host.empty() && is_header_safe(host)) add("host", value(host));
   if (!proto.empty() && is_header_safe(proto)) add("proto", value(proto));

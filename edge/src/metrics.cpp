@@ -90,8 +90,8 @@ std::string Metrics::prometheus(const Registry& registry) const {
       "# HELP hearth_proxy_protocol_refused_total Client connections closed for their PROXY "
       "header: from a peer not in trusted_proxies, malformed, or not in time.\n";
   out += "# TYPE hearth_proxy_protocol_refused_total counter\n";
-  out += "hearth_proxy_protocol_refused_total " + std::to_string(proxy_headers_refused.load()) +
-         "\n";
+  out +=
+      "hearth_proxy_protocol_refused_total " + std::to_string(proxy_headers_refused.load()) + "\n";
   out += registry.prometheus();  // publish and health families (issue 13)
   // Issue 13: per-tunnel RTT and uptime, per-host requests, process metrics.
   auto now = std::chrono::system_clock::now();

@@ -119,7 +119,8 @@ void fuzz_request(std::string_view bytes) {
   prepare_upstream_request(upstream, info);
   check_no_hop_by_hop(upstream);
   FUZZ_CHECK(upstream.count(http::field::proxy_authorization) == 0);
-  FUZZ_CHECK(upstream.count(http::field::forwarded) == 0);
+  FUZZ_CHECK(upstream.count(http::field::forwarded) == 1 &&
+             upstream[http::field::forwarded].starts_with("for=192.0.2.1;"));
   FUZZ_CHECK(upstream.count("X-Forwarded-Port") == 0);
   FUZZ_CHECK(upstream.count("X-Forwarded-For") == 1 && upstream["X-Forwarded-For"] == "192.0.2.1");
   FUZZ_CHECK(upstream.count("X-Real-IP") == 1 && upstream["X-Real-IP"] == "192.0.2.1");
@@ -132,6 +133,27 @@ void fuzz_request(std::string_view bytes) {
   FUZZ_CHECK(upstream[http::field::connection] == (websocket ? "Upgrade" : "close"));
   FUZZ_CHECK(upstream.count(http::field::upgrade) == (websocket ? 1u : 0u));
   FUZZ_CHECK(upstream.target() == target);
+
+  // From a trusted proxy: its X-Forwarded-For is kept with the peer appended,
+  // and the client read from it is an address (or the peer itself).
+  {
+    http::request<http::empty_body> proxied = req;
+    ForwardInfo trusted_info = info;
+    trusted_info.peer_ip = "10.0.0.2";
+    trusted_info.peer_trusted = true;
+    const std::string client = client_behind_proxies(
+        req, "10.0.0.2", [](const boost::asio::ip::address& a) { return a.is_v4(); });
+    boost::system::error_code aec;
+    boost::asio::ip::make_address(client, aec);
+    FUZZ_CHECK(!aec);
+    prepare_upstream_request(proxied, trusted_info);
+    FUZZ_CHECK(proxied.count("X-Forwarded-For") == 1);
+    FUZZ_CHECK(proxied["X-Forwarded-For"].ends_with("10.0.0.2"));
+    FUZZ_CHECK(proxied.count(http::field::forwarded) == 1);
+    http::request_parser<http::empty_body> again;
+    again.body_limit(std::numeric_limits<std::uint64_t>::max());
+    FUZZ_CHECK(parse_head(again, serialize(proxied)));
+  }
 
   // What the service parses must frame the body as the edge does.
   const std::string wire = serialize(upstream);

@@ -226,9 +226,10 @@ asio::awaitable<bool> Exchange::run() {
   peer_ip_ = env_.client_ip;
   if (env_.peer_trusted) {
     const auto& trust = cfg_->https_trust;
-    std::string client = client_behind_proxies(
-        req.base(), env_.client_ip,
-        [&trust](const asio::ip::address& a) { return trust.trusts(policy::client_info(a).address); });
+    std::string client =
+        client_behind_proxies(req.base(), env_.client_ip, [&trust](const asio::ip::address& a) {
+          return trust.trusts(policy::client_info(a).address);
+        });
     if (client != env_.client_ip) {
       env_.client_ip = std::move(client);
       env_.client_port = 0;
@@ -322,8 +323,8 @@ asio::awaitable<bool> Exchange::run() {
   }
 
   auto ex = co_await asio::this_coro::executor;
-  ForwardInfo info{env_.client_ip, "https",    authority_,
-                   request_id_,    websocket_, !websocket_ && req.version() == 11,
+  ForwardInfo info{env_.client_ip, "https",          authority_,
+                   request_id_,    websocket_,       !websocket_ && req.version() == 11,
                    peer_ip_,       env_.peer_trusted};
   prepare_upstream_request(req.base(), info);
   if (policy_) policy::apply_request(*policy_, req.base());

@@ -207,8 +207,8 @@ asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
   // ends in buffer_overflow (400) instead of growing memory.
   beast::flat_buffer buf(client_read_buffer_limit(shared.config()->max_header_size));
   UpstreamSlot slot;
-  ExchangeEnv env{conn->shared, conn->id, conn->client_ip, nullptr, conn->client_port,
-                  conn->peer_trusted};
+  ExchangeEnv env{conn->shared, conn->id,          conn->client_ip,
+                  nullptr,      conn->client_port, conn->peer_trusted};
   bool first = true;
   for (;;) {
     if (shared.draining.load(std::memory_order_relaxed)) break;

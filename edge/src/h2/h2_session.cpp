@@ -494,10 +494,13 @@ bool H2Session::init() {
   nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
   nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                         static_cast<std::int32_t>(cfg_->h2_connection_window_size));
-  env_ = ExchangeEnv{shared_, conn_->id, conn_->client_ip,
+  env_ = ExchangeEnv{shared_,
+                     conn_->id,
+                     conn_->client_ip,
                      std::make_shared<const std::vector<std::string>>(
                          certificate_dns_names(SSL_get_certificate(conn_->tls.native_handle()))),
-                     conn_->client_port, conn_->peer_trusted};
+                     conn_->client_port,
+                     conn_->peer_trusted};
   return true;
 }
 

@@ -95,8 +95,7 @@ asio::awaitable<ProxyRead> read_proxy_header(tcp::socket& sock,
   }
 }
 
-asio::awaitable<bool> no_proxy_header(EdgeShared& shared, tcp::socket& sock,
-                                      const ClientPeer& peer,
+asio::awaitable<bool> no_proxy_header(EdgeShared& shared, tcp::socket& sock, const ClientPeer& peer,
                                       std::chrono::steady_clock::duration timeout) {
   const auto read = co_await read_proxy_header(sock, timeout);
   if (read.result == ProxyRead::Result::absent) co_return true;

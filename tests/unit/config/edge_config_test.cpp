@@ -543,7 +543,8 @@ TEST_CASE("edge.toml: client listeners as tables, trusted_proxies and proxy_prot
     CHECK(find_problem(r.problems, "edge.listen_https.trusted_proxies[0]"));
   }
   SECTION("a listener table needs an address") {
-    const auto r = d.load(replace_line(minimal_edge, 2, "listen_https = { proxy_protocol = false }"));
+    const auto r =
+        d.load(replace_line(minimal_edge, 2, "listen_https = { proxy_protocol = false }"));
     CHECK_FALSE(r.config);
     CHECK(find_problem(r.problems, "edge.listen_https.address"));
   }

@@ -971,16 +971,16 @@ TEST_CASE("client_behind_proxies walks X-Forwarded-For from the right", "[http_r
     return s.rfind("10.", 0) == 0 || s == "2001:db8::1";
   };
   const auto client = [&](const std::string& xff) {
-    auto req = parse_ok("GET / HTTP/1.1\r\nHost: a\r\n" +
-                        (xff.empty() ? std::string() : "X-Forwarded-For: " + xff + "\r\n") +
-                        "\r\n");
+    auto req =
+        parse_ok("GET / HTTP/1.1\r\nHost: a\r\n" +
+                 (xff.empty() ? std::string() : "X-Forwarded-For: " + xff + "\r\n") + "\r\n");
     return client_behind_proxies(req, "10.0.0.2", trusted);
   };
-  CHECK(client("") == "10.0.0.2");                                  // no header: the peer
-  CHECK(client("203.0.113.5") == "203.0.113.5");                    // one hop
+  CHECK(client("") == "10.0.0.2");                                   // no header: the peer
+  CHECK(client("203.0.113.5") == "203.0.113.5");                     // one hop
   CHECK(client("6.6.6.6, 203.0.113.5, 10.1.1.1") == "203.0.113.5");  // spoofed left part ignored
-  CHECK(client("10.9.9.9, 10.1.1.1") == "10.9.9.9");                // all trusted: leftmost
-  CHECK(client("203.0.113.5, garbage") == "10.0.0.2");              // unreadable: stop at once
+  CHECK(client("10.9.9.9, 10.1.1.1") == "10.9.9.9");                 // all trusted: leftmost
+  CHECK(client("203.0.113.5, garbage") == "10.0.0.2");               // unreadable: stop at once
   CHECK(client("garbage, 10.1.1.1") == "10.1.1.1");
   CHECK(client(" 2001:db8::2 , 2001:db8::1") == "2001:db8::2");
   CHECK(client("::ffff:203.0.113.5") == "203.0.113.5");  // mapped shown as IPv4

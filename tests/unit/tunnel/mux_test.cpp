@@ -330,7 +330,8 @@ TEST_CASE("an OPEN that crosses the origin's GOAWAY is refused as draining, not 
   make_pair(p);
   auto origin = p.origin;
   origin->go_away("routes changed");
-  origin->when_idle([origin] { origin->close_gracefully("routes changed", std::chrono::seconds(2)); });
+  origin->when_idle(
+      [origin] { origin->close_gracefully("routes changed", std::chrono::seconds(2)); });
   error_code ec;
   asio::co_spawn(p.io, read_error(p.edge, "/echo", false, ec), asio::detached);
   p.io.run_for(std::chrono::seconds(3));

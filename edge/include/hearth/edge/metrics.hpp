@@ -21,7 +21,7 @@ struct Metrics {
   std::atomic<std::int64_t> requests_in_flight{0};
   std::atomic<std::int64_t> websockets_active{0};
   std::atomic<std::uint64_t> tunnels_refused{0};
-  std::atomic<std::uint64_t> connections_rejected{0};   // refused at accept (any reason)
+  std::atomic<std::uint64_t> connections_rejected{0};  // refused at accept (any reason)
   // Issue 9: PROXY headers refused: from an untrusted peer, malformed, or late.
   std::atomic<std::uint64_t> proxy_headers_refused{0};
   std::atomic<std::int64_t> h2_connections{0};          // open HTTP/2 client connections
