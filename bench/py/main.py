@@ -232,11 +232,13 @@ def main():
         def measure(wl, s):
             """One sample of workload wl on stack s: [(name, {metric: value})], [] if n/a."""
             if wl == "https":
-                return [("https", W.wrk(lab, s, a.wrk_threads, a.wrk_conns, p["wrk_s"], workdir))]
+                return [("https", W.per_request_cpu(W.with_cpu(lab, s, lambda: W.wrk(
+                    lab, s, a.wrk_threads, a.wrk_conns, p["wrk_s"], workdir))))]
             if wl == "h2" and s != "S0":  # S0 is plain HTTP
                 return [("h2", W.h2load(lab, s, 64, 10, p["wrk_s"], workdir))]
             if wl == "dl":
-                return [("dl1", W.download(lab, s, 1)), ("dl8", W.download(lab, s, 8))]
+                return [("dl1", W.per_gb_cpu(W.with_cpu(lab, s, lambda: W.download(lab, s, 1)))),
+                        ("dl8", W.per_gb_cpu(W.with_cpu(lab, s, lambda: W.download(lab, s, 8))))]
             if wl == "ws":
                 return [("ws", W.ws_echo(lab, s, a.ws_sockets, a.ws_procs, p["ws_s"]))]
             if wl == "probe":

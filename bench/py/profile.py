@@ -29,20 +29,7 @@ import workloads as W  # noqa: E402
 from stacks import Lab, descendants, log  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pids):
-    t = 0
-    for p in pids:
-        try:
-            with open("/proc/%d/stat" % p) as f:
-                s = f.read()
-            v = s[s.rindex(")") + 2:].split()
-            t += int(v[11]) + int(v[12])
-        except (OSError, ValueError):
-            pass
-    return t / TICK
+cpu_s = W.cpu_s  # user+system CPU seconds of pids (workloads.py)
 
 
 def groups(lab, stack):

@@ -13,8 +13,13 @@ ROWS = [
     ("https.p50_ms", "small HTTPS GET, p50 latency", "ms", "lo", 2, None, None),
     ("https.p99_ms", "small HTTPS GET, p99 latency", "ms", "lo", 2, None, None),
     ("h2.rps", "small HTTPS GET over HTTP/2, requests/s (h2load, 64 clients x 10 streams)", "req/s", "hi", 0, None, None),
+    ("https.vps_cpu_us", "VPS-side CPU per small request (user+system)", "µs", "lo", 1, 1.0, None),
+    ("https.home_cpu_us", "  home-side tunnel process CPU per small request (info)", "µs", "lo", 1, None, "info"),
     ("dl1.mbs", "large download, 1 stream", "MB/s", "hi", 0, 0.8, None),
+    ("dl1.vps_cpu_ms_gb", "VPS-side CPU per GB downloaded, 1 stream", "ms/GB", "lo", 0, None, "cpu_gb"),
+    ("dl1.home_cpu_ms_gb", "  home-side tunnel process CPU per GB, 1 stream (info)", "ms/GB", "lo", 0, None, "info"),
     ("dl8.mbs", "large download, 8 in parallel", "MB/s", "hi", 0, 0.8, None),
+    ("dl8.vps_cpu_ms_gb", "VPS-side CPU per GB downloaded, 8 in parallel", "ms/GB", "lo", 0, None, "cpu_gb"),
     ("ws.msgs", "WS echo, 1,000 sockets, messages/s", "msg/s", "hi", 0, None, None),
     ("ws.p50_ms", "WS echo, 1,000 sockets, RTT p50", "ms", "lo", 2, None, None),
     ("ws.p99_ms", "WS echo, 1,000 sockets, RTT p99", "ms", "lo", 2, None, "rtt"),
@@ -65,6 +70,8 @@ def evaluate(med):
                 checks.append(("≥%.1f× S1" % s1_floor, ratios["S1"] >= s1_floor))
             if extra == "rtt" and m.get("S1") is not None:
                 checks.append(("≤ S1 + 1 ms", h <= m["S1"] + RTT_SLACK_MS))
+            if extra == "cpu_gb" and m.get("S1") is not None:  # issue 11: at most 1.5x nginx's
+                checks.append(("≤1.5× S1's CPU", h <= 1.5 * m["S1"]))
             if extra == "mem":
                 checks.append(("≤ 10 KB", h <= MEM_LIMIT))
             if extra == "recovery":

@@ -34,10 +34,12 @@ def wrk(lab, stack, threads, conns, seconds, logdir):
     out = r.stdout + r.stderr
     with open(os.path.join(logdir, "wrk-%s.log" % stack), "a") as f:
         f.write("$ %s\n%s\n" % (" ".join(argv), out))
-    rps = p50 = p99 = None
+    rps = p50 = p99 = requests = None
     errors = 0
     for line in out.splitlines():
         parts = line.split()
+        if len(parts) >= 3 and parts[1:3] == ["requests", "in"]:
+            requests = int(parts[0])
         if line.startswith("Requests/sec:"):
             rps = float(parts[1])
         elif parts[:1] == ["50%"]:
@@ -50,7 +52,7 @@ def wrk(lab, stack, threads, conns, seconds, logdir):
             errors += int(parts[-1])
     if rps is None or p99 is None:
         raise RuntimeError("could not read wrk's output for %s:\n%s" % (stack, out[-2000:]))
-    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "http_errors": errors}
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "http_errors": errors, "requests": requests}
 
 
 # ----- 1b. small HTTPS requests over HTTP/2: h2load, clients x streams ---------------------------
@@ -88,6 +90,52 @@ def _curl_argv(lab, url, max_time=600):
             "-w", "%{http_code} %{size_download}", url]
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pids):
+    """user+system CPU seconds of pids so far (from /proc; a gone pid counts 0)."""
+    t = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                v = f.read()
+            v = v[v.rindex(")") + 2:].split()
+            t += int(v[11]) + int(v[12])
+        except (OSError, ValueError):
+            pass
+    return t / TICK
+
+
+def with_cpu(lab, stack, fn):
+    """Runs fn() and adds what the VPS side and the home side's tunnel process spent
+    meanwhile (issue 11): vps_cpu_s, home_cpu_s (None where a stack has no such side)."""
+    vps, home = lab.vps_pids(stack), lab.home_pids(stack)
+    v0, h0 = cpu_s(vps), cpu_s(home)
+    res = fn()
+    res["vps_cpu_s"] = cpu_s(vps) - v0 if vps else None
+    res["home_cpu_s"] = cpu_s(home) - h0 if home else None
+    return res
+
+
+def per_request_cpu(res):
+    """CPU µs per request from a with_cpu(wrk) result."""
+    n = res.pop("requests", None)
+    for side in ("vps", "home"):
+        c = res.pop("%s_cpu_s" % side)
+        res["%s_cpu_us" % side] = 1e6 * c / n if c is not None and n else None
+    return res
+
+
+def per_gb_cpu(res):
+    """CPU ms per GB from a with_cpu(download) result."""
+    gb = res.pop("bytes", 0) / 1e9
+    for side in ("vps", "home"):
+        c = res.pop("%s_cpu_s" % side)
+        res["%s_cpu_ms_gb" % side] = 1e3 * c / gb if c is not None and gb else None
+    return res
+
+
 def download(lab, stack, parallel):
     """`parallel` curl processes at once; MB/s = all bytes / wall time until the last ends.
     One stream downloads /large; N streams download /part each (large / N bytes)."""
@@ -107,7 +155,7 @@ def download(lab, stack, parallel):
                 total += int(parts[1])
         elapsed = time.monotonic() - t0
         if not failed:
-            return {"mbs": total / elapsed / 1e6, "dl_retries": attempt - 1}
+            return {"mbs": total / elapsed / 1e6, "dl_retries": attempt - 1, "bytes": total}
         if attempt == 1:
             log(failed + ": once more")
     raise RuntimeError(failed)
