@@ -17,6 +17,7 @@ and HTTP/2 through it. Checked:
   served with its own address, its X-Forwarded-For replaced;
 - a trusted peer that sends no PROXY header is an HTTP proxy: its
   X-Forwarded-For is appended to and names the client;
+- a header split over several TCP segments is read whole;
 - the plain-HTTP listener takes the header too (redirects keep working);
 - proxy_protocol without trusted_proxies is a config error (file, line, key).
 """
@@ -175,6 +176,36 @@ def proxy_v1_with_an_ipv6_client():
     expect_eq(hd.get("x-real-ip"), "2001:db8::7", "X-Real-IP")
     expect_eq(hd.get("forwarded"), 'for="[2001:db8::7]";host="app.test:%d";proto=https' % lb.port,
               "Forwarded (host: the Host header as received)")
+
+
+@run.case
+def a_header_split_over_segments_is_read_whole():
+    # The balancer's header may arrive in pieces: the edge waits for the rest
+    # (re-peeking) and then hands TLS the bytes after it untouched.
+    def via(parts):
+        s = socket.socket()
+        s.bind((LB_ADDR, 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", h.https_port))
+        for part in parts:
+            s.sendall(part)
+            time.sleep(0.05)
+        ts = h.ssl_context().wrap_socket(s, server_hostname="app.test")
+        ts.sendall(b"GET /headers HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n")
+        data = b""
+        while True:
+            piece = ts.recv(65536)
+            if not piece:
+                break
+            data += piece
+        ts.close()
+        head, _, body = data.partition(b"\r\n\r\n")
+        expect(head.startswith(b"HTTP/1.1 200"), "status line: %r" % head[:40])
+        return headers_of(body).get("x-real-ip")
+    v1 = v1_header("203.0.113.77", 5555, "127.0.0.1", h.https_port)
+    expect_eq(via([v1[:9], v1[9:30], v1[30:]]), "203.0.113.77", "client from a v1 header in 3 pieces")
+    v2 = v2_header("198.51.100.5", 7, "127.0.0.1", h.https_port)
+    expect_eq(via([v2[:5], v2[5:14], v2[14:]]), "198.51.100.5", "client from a v2 header in 3 pieces")
 
 
 @run.case
