@@ -436,6 +436,13 @@ std::optional<std::string> hostname_pattern(const toml::node& node, Context& ctx
   return detail::to_lower(text);
 }
 
+// The required `host` of a [[routes]] or [[policies]] entry, as hostname_pattern() reads it.
+std::optional<std::string> required_host(TableReader& r, Context& ctx) {
+  const toml::node* host = r.find("host", true);
+  if (host == nullptr) return std::nullopt;
+  return hostname_pattern(*host, ctx, r.key_path("host"));
+}
+
 void check_order(TableReader& reader, std::string_view smaller_key, Duration smaller,
                  std::string_view larger_key, Duration larger, bool strict, Context& ctx,
                  const toml::table* table) {
@@ -1065,12 +1072,8 @@ void read_policies(Context& ctx, TableReader& top, EdgeConfig& cfg) {
     Policy p = defaults;
     p.line = to_int((*list)[index].source().begin.line);
     bool ok = true;
-    if (const toml::node* host = r.find("host", true)) {
-      if (auto pattern = hostname_pattern(*host, ctx, r.key_path("host"))) {
-        p.host = std::move(*pattern);
-      } else {
-        ok = false;
-      }
+    if (auto host = required_host(r, ctx)) {
+      p.host = std::move(*host);
     } else {
       ok = false;
     }
@@ -1442,12 +1445,8 @@ void read_origin(Context& ctx, const toml::table& root, OriginConfig& cfg) {
     for_each_table(top, "routes", *routes, ctx, [&](TableReader& r, std::size_t index) {
       Route route;
       bool ok = true;
-      if (const toml::node* host = r.find("host", true)) {
-        if (auto pattern = hostname_pattern(*host, ctx, r.key_path("host"))) {
-          route.host = std::move(*pattern);
-        } else {
-          ok = false;
-        }
+      if (auto host = required_host(r, ctx)) {
+        route.host = std::move(*host);
       } else {
         ok = false;
       }

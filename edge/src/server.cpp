@@ -191,8 +191,6 @@ class Edge {
   std::unique_ptr<AcmeService> acme_;       // issue 12; null without [acme]
   ConnectionLimiter limiter_;               // control thread only
   std::chrono::steady_clock::time_point refused_logged_{};
-  std::chrono::steady_clock::time_point proxy_refused_logged_{};
-  std::uint64_t proxy_refused_unlogged_ = 0;
   std::uint64_t refused_unlogged_ = 0;
 };
 
@@ -293,16 +291,7 @@ void Edge::start_client(tcp::socket sock, int kind) {
 asio::awaitable<void> Edge::proxied_client(tcp::socket sock, int kind, ClientPeer peer) {
   const auto read = co_await read_proxy_header(sock, shared_->config()->handshake_timeout);
   if (read.result == ProxyRead::Result::refused) {
-    shared_->metrics.proxy_headers_refused.fetch_add(1);
-    const auto now = std::chrono::steady_clock::now();
-    ++proxy_refused_unlogged_;
-    if (now - proxy_refused_logged_ >= std::chrono::seconds(1)) {
-      log::warn("proxy_protocol.refused", {{"peer", peer.ip},
-                                           {"error", read.error},
-                                           {"refused_since_last_line", proxy_refused_unlogged_}});
-      proxy_refused_logged_ = now;
-      proxy_refused_unlogged_ = 0;
-    }
+    note_proxy_refused(*shared_, peer.ip, read.error);
     error_code ignored;
     sock.close(ignored);
     co_return;

@@ -95,6 +95,19 @@ asio::awaitable<ProxyRead> read_proxy_header(tcp::socket& sock,
   }
 }
 
+void note_proxy_refused(EdgeShared& shared, const std::string& peer, const std::string& error) {
+  shared.metrics.proxy_headers_refused.fetch_add(1, std::memory_order_relaxed);
+  thread_local std::chrono::steady_clock::time_point logged{};
+  thread_local std::uint64_t unlogged = 0;
+  ++unlogged;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - logged < std::chrono::seconds(1)) return;
+  log::warn("proxy_protocol.refused",
+            {{"peer", peer}, {"error", error}, {"refused_since_last_line", unlogged}});
+  logged = now;
+  unlogged = 0;
+}
+
 asio::awaitable<bool> no_proxy_header(EdgeShared& shared, tcp::socket& sock, const ClientPeer& peer,
                                       std::chrono::steady_clock::duration timeout) {
   const auto read = co_await read_proxy_header(sock, timeout);
@@ -104,21 +117,10 @@ asio::awaitable<bool> no_proxy_header(EdgeShared& shared, tcp::socket& sock, con
     sock.close(ignored);
     co_return false;
   }
-  shared.metrics.proxy_headers_refused.fetch_add(1, std::memory_order_relaxed);
-  thread_local std::chrono::steady_clock::time_point logged{};
-  thread_local std::uint64_t unlogged = 0;
-  ++unlogged;
-  const auto now = std::chrono::steady_clock::now();
-  if (now - logged >= std::chrono::seconds(1)) {
-    log::warn("proxy_protocol.refused",
-              {{"peer", peer.ip},
-               {"error", read.result == ProxyRead::Result::header
-                             ? std::string("PROXY header from a peer not in trusted_proxies")
-                             : read.error},
-               {"refused_since_last_line", unlogged}});
-    logged = now;
-    unlogged = 0;
-  }
+  note_proxy_refused(shared, peer.ip,
+                     read.result == ProxyRead::Result::header
+                         ? std::string("PROXY header from a peer not in trusted_proxies")
+                         : read.error);
   sock.close(ignored);
   co_return false;
 }

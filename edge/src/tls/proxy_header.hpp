@@ -42,6 +42,10 @@ boost::asio::awaitable<ProxyRead> read_proxy_header(boost::asio::ip::tcp::socket
 
 struct EdgeShared;
 
+// Counts a connection closed for its PROXY header and logs it, at most once a
+// second per thread (with how many were refused since the last line).
+void note_proxy_refused(EdgeShared& shared, const std::string& peer, const std::string& error);
+
 // For a listener with proxy_protocol and a peer that is not trusted: false
 // (after counting and, at most once a second per thread, logging it) when the
 // connection starts with a PROXY header, which then must be closed.
