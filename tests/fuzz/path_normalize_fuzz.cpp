@@ -4,7 +4,8 @@
 // fixed points (normalizing again changes nothing), never hold a percent
 // escape of an unreserved character, keep the query byte for byte; and the
 // match form has no %2F, %5C or '\' left, so no spelling of a path escapes a
-// prefix policy the canonical spelling would hit.
+// prefix policy the canonical spelling would hit; and the fast path for
+// already-normal paths gives what the full normalization gives.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -63,6 +64,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FUZZ_CHECK(n->match.find("%5C") == std::string::npos);
   FUZZ_CHECK(n->match.find('\\') == std::string::npos);
   FUZZ_CHECK(n->match.find('?') == std::string::npos);
+  // The fast path (a path with nothing to normalize is returned as it is)
+  // agrees with the full one: a leading "/." forces the full path and must
+  // change nothing.
+  const auto slow = normalize_target("/." + std::string(target));
+  FUZZ_CHECK(slow && slow->forward == n->forward && slow->match == n->match);
   // Fixed points.
   const auto again = normalize_target(n->forward);
   FUZZ_CHECK(again && again->forward == n->forward && again->match == n->match);

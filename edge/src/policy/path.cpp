@@ -101,6 +101,13 @@ std::optional<NormalizedTarget> normalize_target(std::string_view target) {
   const std::string_view path = target.substr(0, q);
   const std::string_view query =
       q == std::string_view::npos ? std::string_view() : target.substr(q);
+  // Most paths are normalized already: no escape, no backslash, no empty,
+  // "." or ".." segment (each of which needs one of these substrings). They
+  // are their own normal form; skip the copies (4 allocations a request).
+  if (path.find_first_of("%\\") == std::string_view::npos &&
+      path.find("//") == std::string_view::npos && path.find("/.") == std::string_view::npos) {
+    return NormalizedTarget{std::string(target), std::string(path)};
+  }
   auto decoded = decode(path, false);
   if (!decoded) return std::nullopt;
   NormalizedTarget out;
