@@ -373,7 +373,17 @@ asio::awaitable<bool> Exchange::run() {
     watchdog_->arm(policy_ && policy_->response_header_timeout ? *policy_->response_header_timeout
                                                                : idle_timeout(),
                    &*slot_.stream, &down_);
-    co_await (forward_request() && forward_response());
+    if (body_pending) {
+      co_await (forward_request() && forward_response());
+    } else {
+      // Without a body, forward_request only writes the head into the
+      // stream and never waits on the client, so the two run one after the
+      // other: awaitable_operators' && spawns both halves and installs
+      // cancellation handlers on every operation inside them (about a dozen
+      // heap allocations per request, issue 11).
+      co_await forward_request();
+      co_await forward_response();
+    }
 
     // Nothing reached the client and no request body was consumed: the
     // request can go again on a fresh stream when the kept one was closed
