@@ -9,6 +9,7 @@ hearth-edge (the VPS side) and hearth-origin (the home side), read from /proc:
 
     /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin [--runs 3] [--duration 5] [--mb 256]
     /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin --callgrind [--requests 4000] [--mb 32]
+    /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin --strace [--requests 4000] [--mb 32]
 
 The processes log at `warn`, as bench/run runs them (the test harness's `debug` would
 add its own cost per request).
@@ -19,7 +20,9 @@ these counts repeat from run to run whatever else the machine is doing, so a sma
 before/after difference is visible on a shared machine. Each figure is the difference
 between a run of 2N and one of N units, so connection set-up and TLS handshakes cancel
 out. The kernel's share (syscalls, socket copies) is not in them: read it from the
-CPU-time mode and from strace -c.
+CPU-time mode and from --strace, which counts the edge's syscalls per small request and
+per MiB (strace -c -f on the running edge; only the counts mean something, strace slows
+the process down).
 
 For a before/after, run it on two bin dirs one after the other, several times
 (the machine's load moves both alike then). bench/run gives the same rows against
@@ -41,6 +44,9 @@ opts = {}
 callgrind = "--callgrind" in sys.argv
 if callgrind:
     sys.argv.remove("--callgrind")
+use_strace = "--strace" in sys.argv
+if use_strace:
+    sys.argv.remove("--strace")
 for flag in ("--runs", "--duration", "--mb", "--requests"):
     if flag in sys.argv:
         i = sys.argv.index(flag)
@@ -143,6 +149,37 @@ def fetch(nbytes):
     if int(r.stdout or 0) != nbytes:
         raise SystemExit("download came up short: %r" % r.stdout)
 
+
+def strace_counts(fn):
+    """{syscall: calls} of the edge (all threads) while fn runs."""
+    out = h.path("strace.txt")
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(edge.p.pid)],
+                              stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached to every thread
+    fn()
+    tracer.send_signal(2)
+    tracer.wait(timeout=30)
+    counts = {}
+    with open(out) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
+                counts[parts[-1]] = int(parts[3])
+    return counts
+
+
+if use_strace:
+    def show(what, counts, units):
+        top = sorted(counts.items(), key=lambda kv: -kv[1])
+        print("  %s: %.2f syscalls per %s (%s)" % (
+            what, sum(counts.values()) / units, what.split()[-1],
+            ", ".join("%s %.2f" % (k, v / units) for k, v in top[:8])), flush=True)
+    for i in range(runs):
+        show("per request", strace_counts(lambda: h1load(requests)), requests)
+        show("per MiB", strace_counts(lambda: fetch(mb << 20)), mb)
+    run.passed = 1
+    run.finish()
+    sys.exit(0)
 
 if callgrind:
     for i in range(runs):

@@ -368,7 +368,7 @@ asio::awaitable<void> Edge::reject(tunnel::TlsStream& tls, std::string peer, std
   shared_->metrics.tunnels_refused.fetch_add(1);
   log::warn("tunnel.refused", {{"peer", peer}, {"origin", origin}, {"reason", reason}});
   auto payload = tunnel::encode_reason(reason);
-  beast::get_lowest_layer(tls).expires_after(std::chrono::seconds(5));
+  tls.expires_after(std::chrono::seconds(5));
   co_await tunnel::write_one_frame(tls, tunnel::FrameType::reject, payload);
   co_await tls.async_shutdown(tuple_awaitable);
 }
@@ -386,8 +386,8 @@ asio::awaitable<void> Edge::tunnel_session(tcp::socket sock, std::size_t worker)
   if (!io_ex) co_return;
   auto exec = *io_ex;
   sock.set_option(tcp::no_delay(true), ec);
-  tunnel::TlsStream tls(beast::tcp_stream(std::move(sock)), *tunnel_ctx_);
-  beast::get_lowest_layer(tls).expires_after(cfg->handshake_timeout);
+  tunnel::TlsStream tls(std::move(sock), tunnel_ctx_->native_handle(), TlsSocket::Buffers::keep);
+  tls.expires_after(cfg->handshake_timeout);
   auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
   if (hec) {
     shared_->metrics.tunnels_refused.fetch_add(1);

@@ -267,7 +267,10 @@ asio::awaitable<bool> Origin::connect_once(unsigned index, asio::io_context::exe
   }
   error_code ignored;
   tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
-  tunnel::TlsStream tls(std::move(tcp_stream), *tunnel_ctx_);
+  // The connect deadline also bounds the TLS handshake and the HELLO exchange.
+  tunnel::TlsStream tls(tcp_stream.release_socket(), tunnel_ctx_->native_handle(),
+                        TlsSocket::Buffers::keep);
+  tls.expires_after(cfg_->connect_timeout);
   auto [hec] = co_await tls.async_handshake(asio::ssl::stream_base::client, tuple_awaitable);
   if (hec) {
     log::warn("tunnel.connect_failed",

@@ -243,7 +243,7 @@ Connection::~Connection() = default;
 void Connection::start(OpenHandler on_open, CloseHandler on_close) {
   on_open_ = std::move(on_open);
   on_close_ = std::move(on_close);
-  beast::get_lowest_layer(tls_).expires_never();
+  tls_.expires_never();
   asio::co_spawn(ex_, reader(), log_spawn_error);
   asio::co_spawn(ex_, writer(), log_spawn_error);
   asio::co_spawn(ex_, keepalive(), log_spawn_error);
@@ -417,8 +417,8 @@ void Connection::do_close(std::string reason) {
   error_code ignored;
   // No TLS close_notify: the peer learns from the TCP close, and a bounded
   // goodbye (GOAWAY, then drain) happens before this where it matters.
-  beast::get_lowest_layer(tls_).socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  beast::get_lowest_layer(tls_).close();
+  tls_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  tls_.close();
   wake_.cancel();
   ka_timer_.cancel();
   linger_.cancel();
@@ -614,7 +614,7 @@ asio::awaitable<void> Connection::writer() {
       // unread input sends RST); the reader ends on the peer's close.
       tcp_fin_sent_ = true;
       error_code ignored;
-      beast::get_lowest_layer(tls_).socket().shutdown(asio::ip::tcp::socket::shutdown_send,
+      tls_.socket().shutdown(asio::ip::tcp::socket::shutdown_send,
                                                       ignored);
     }
     if (control_.empty() && ready_.empty()) {

@@ -17,6 +17,13 @@ struct Fixture {
   boost::asio::io_context io{1};
   boost::asio::ssl::context ctx{boost::asio::ssl::context::tls_client};
 
+  // A TlsSocket needs an open (not connected) socket to attach to.
+  boost::asio::ip::tcp::socket unconnected_socket() {
+    boost::asio::ip::tcp::socket s(io);
+    s.open(boost::asio::ip::tcp::v4());
+    return s;
+  }
+
   std::shared_ptr<TunnelInfo> tunnel(std::uint64_t id, std::string origin,
                                      std::vector<tunnel::PublishRoute> routes) {
     auto t = std::make_shared<TunnelInfo>();
@@ -25,7 +32,7 @@ struct Fixture {
     t->version = 2;
     t->requested = std::move(routes);
     t->conn = std::make_shared<tunnel::Connection>(
-        io.get_executor(), tunnel::TlsStream(boost::beast::tcp_stream(io), ctx),
+        io.get_executor(), tunnel::TlsStream(unconnected_socket(), ctx.native_handle()),
         boost::beast::flat_buffer{}, tunnel::ConnectionOptions{});
     return t;
   }

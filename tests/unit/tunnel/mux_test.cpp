@@ -70,8 +70,8 @@ void make_pair(Pair& p, std::size_t bulk_bytes = 0,
   tcp::socket a(p.io), b(p.io);
   b.connect(acc.local_endpoint());
   acc.accept(a);
-  TlsStream server(beast::tcp_stream(std::move(a)), *sctx);
-  TlsStream client(beast::tcp_stream(std::move(b)), *cctx);
+  TlsStream server(std::move(a), sctx->native_handle(), TlsSocket::Buffers::keep);
+  TlsStream client(std::move(b), cctx->native_handle(), TlsSocket::Buffers::keep);
   bool ok1 = false, ok2 = false;
   asio::co_spawn(p.io, handshake_side(server, asio::ssl::stream_base::server, ok1), asio::detached);
   asio::co_spawn(p.io, handshake_side(client, asio::ssl::stream_base::client, ok2), asio::detached);

@@ -29,8 +29,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/ssl/ssl_stream.hpp>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -41,6 +41,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "hearth/common/tls_socket.hpp"
 #include "hearth/tunnel/errors.hpp"
 #include "hearth/tunnel/frame.hpp"
 
@@ -49,7 +50,9 @@ namespace hearth::tunnel {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 using boost::system::error_code;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+// OpenSSL straight on the socket (no BIO pair, one copy less each way) and
+// keeping its record buffers: a tunnel connection is always busy (issue 11).
+using TlsStream = TlsSocket;
 using IoHandler = asio::any_completion_handler<void(error_code, std::size_t)>;
 
 class Connection;
