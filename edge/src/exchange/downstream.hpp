@@ -83,6 +83,10 @@ class Downstream {
   // The final response head (hop-by-hop headers already removed); end: no
   // body follows (HEAD, 204, 304, empty). A 101 turns the exchange into a pipe.
   virtual boost::asio::awaitable<error_code> write_head(http::response_header<>& res, bool end) = 0;
+  // The most response body bytes write_body should be handed at once: what
+  // one relay step moves. HTTP/1.1 takes several TLS records per write; an
+  // HTTP/2 stream buffers what it is handed, so it stays at one DATA frame.
+  virtual std::size_t response_chunk() const = 0;
   // Body bytes (after upgrade: raw pipe bytes); end: the last of them.
   virtual boost::asio::awaitable<error_code> write_body(boost::asio::const_buffer data,
                                                         bool end) = 0;

@@ -586,8 +586,9 @@ asio::awaitable<void> Exchange::forward_response() {
       down_ec_ = hec;
       break;
     }
+    const std::size_t relay_chunk = down_.response_chunk();
     const std::size_t chunk_size =
-        length ? std::min<std::size_t>(*length, kRelayChunk) : kRelayChunk;
+        length ? std::min<std::size_t>(*length, relay_chunk) : relay_chunk;
     std::unique_ptr<char[]> chunk(new char[chunk_size]);
     if ((!length || *length > kRelayChunk) && tbuf.capacity() < kBodyReadBuffer) {
       tbuf.reserve(kBodyReadBuffer);

@@ -82,6 +82,7 @@ class H2Stream final : public Downstream, public std::enable_shared_from_this<H2
       : session_(session), id_(id), rd_(ex), wr_(ex) {}
 
   const char* protocol() const override { return "h2"; }
+  std::size_t response_chunk() const override { return kOutChunk; }  // one DATA frame
   http::request<http::buffer_body>& request() override { return req_; }
   bool body_pending() const override { return !recv_end_ || recv_.size() > 0; }
   void set_body_limit(std::uint64_t limit) override { max_body_ = limit; }
