@@ -10,6 +10,7 @@ hearth-edge (the VPS side) and hearth-origin (the home side), read from /proc:
     /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin [--runs 3] [--duration 5] [--mb 256]
     /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin --callgrind [--requests 4000] [--mb 32]
     /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin --strace [--requests 4000] [--mb 32]
+    /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin --idle 2000 [--heaptrack]
 
 The processes log at `warn`, as bench/run runs them (the test harness's `debug` would
 add its own cost per request).
@@ -24,6 +25,10 @@ CPU-time mode and from --strace, which counts the edge's syscalls per small requ
 per MiB (strace -c -f on the running edge; only the counts mean something, strace slows
 the process down).
 
+--idle N opens N WebSockets (wss, python3-websockets) through the edge, leaves them idle
+and prints the edge's RSS growth per connection; with --heaptrack the edge runs under
+heaptrack and the heap it holds per connection is printed by allocation site.
+
 For a before/after, run it on two bin dirs one after the other, several times
 (the machine's load moves both alike then). bench/run gives the same rows against
 nginx stacks in network namespaces; this is the quick loop for a data-path change.
@@ -31,6 +36,8 @@ nginx stacks in network namespaces; this is the quick loop for a data-path chang
 
 import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -47,7 +54,10 @@ if callgrind:
 use_strace = "--strace" in sys.argv
 if use_strace:
     sys.argv.remove("--strace")
-for flag in ("--runs", "--duration", "--mb", "--requests"):
+use_heaptrack = "--heaptrack" in sys.argv
+if use_heaptrack:
+    sys.argv.remove("--heaptrack")
+for flag in ("--runs", "--duration", "--mb", "--requests", "--idle"):
     if flag in sys.argv:
         i = sys.argv.index(flag)
         opts[flag] = sys.argv[i + 1]
@@ -56,24 +66,30 @@ runs = int(opts.get("--runs", 3))
 duration = int(opts.get("--duration", 5))
 mb = int(opts.get("--mb", 32 if callgrind else 256))
 requests = int(opts.get("--requests", 4000))
+idle = int(opts.get("--idle", 0))
 
 run = TestRun("bench_vps_cost")
 h = Harness(run)
 svc = h.start_service("A")
 h.write_edge_config()
 edge = h.start_edge()  # debug log: the pairing below reads its events
-origin_conf = h.pair_origin([("app.test", None, svc.http_url)])
+origin_conf = h.pair_origin([("app.test", "/signaling", svc.ws_url),
+                             ("app.test", None, svc.http_url)])
 edge.p.terminate()
 edge.p.wait(timeout=10)
 cg_out = h.path("callgrind.out")
 prefix = (["valgrind", "--tool=callgrind", "--callgrind-out-file=" + cg_out, "--dump-instr=no",
            "--compress-strings=no"] if callgrind else [])
+ht_out = h.path("heaptrack-edge")
+if use_heaptrack:
+    prefix = ["heaptrack", "-o", ht_out]
 
 
 def quiet_argv(binary, conf):
     return [h.run.bin(binary), "--config", conf, "--log-format", "json", "--log-level", "warn"]
 
 
+h.set_key(h.edge_conf, "max_connections_per_ip", "100000")  # every client here is 127.0.0.1
 edge = h.spawn("edge-bench", prefix + quiet_argv("hearth-edge", h.edge_conf))
 origin = h.spawn("origin-bench", quiet_argv("hearth-origin", origin_conf))
 deadline = time.monotonic() + (120 if callgrind else 20)
@@ -125,6 +141,9 @@ def callgrind_ir(fn):
     subprocess.run(["callgrind_control", "-d", str(edge.p.pid)], capture_output=True, timeout=60)
     total = 0
     for f in os.listdir(h.tmp):
+        if f.startswith("callgrind.out.") and os.environ.get("CALLGRIND_KEEP"):
+            # the dump itself, for callgrind_annotate (the last one taken wins)
+            shutil.copy(os.path.join(h.tmp, f), os.environ["CALLGRIND_KEEP"])
         if f.startswith("callgrind.out."):
             with open(os.path.join(h.tmp, f)) as fh:
                 for line in fh:
@@ -168,6 +187,81 @@ def strace_counts(fn):
     return counts
 
 
+def rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def edge_pid():
+    """The edge itself (under heaptrack, the wrapper's child)."""
+    if not use_heaptrack:
+        return edge.p.pid
+    for _ in range(100):
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        argv = f.read().split(b"\0")
+                    with open("/proc/%s/stat" % pid) as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except OSError:
+                    continue
+                if argv and argv[0].endswith(b"hearth-edge") and edge.p.pid in (ppid, int(pid)):
+                    return int(pid)
+        time.sleep(0.1)
+    raise SystemExit("no hearth-edge process under heaptrack")
+
+
+if idle:
+    import asyncio
+    import ssl as ssl_mod
+    import websockets
+
+    async def hold(n):
+        ctx = ssl_mod.create_default_context(cafile=h.cert)
+        uri = "wss://app.test:%d/signaling" % h.https_port
+        socks = []
+        for _ in range(n):
+            ws = await websockets.connect(uri, host="127.0.0.1", port=h.https_port, ssl=ctx,
+                                          server_hostname="app.test", ping_interval=None)
+            await ws.send("hello")
+            await ws.recv()
+            socks.append(ws)
+        return socks
+
+    async def main():
+        pid = edge_pid()
+        warm = await hold(20)
+        await asyncio.sleep(1.0)
+        before = rss_kb(pid)
+        socks = await hold(idle)
+        await asyncio.sleep(2.0)
+        after = rss_kb(pid)
+        print("  %d idle WSS: edge RSS %d -> %d kB, %.1f KB per connection"
+              % (idle, before, after, (after - before) * 1024 / 1000 / idle), flush=True)
+        if use_heaptrack:
+            os.kill(pid, signal.SIGTERM)
+            edge.p.wait(timeout=60)
+            files = [f for f in os.listdir(h.tmp) if f.startswith("heaptrack-edge")]
+            out = subprocess.run(["heaptrack_print", "--print-peaks", "1", "--print-allocators",
+                                  "0", "--print-leaks", "0", "--print-temporary", "0",
+                                  "--print-histogram", "", "-f", os.path.join(h.tmp, files[0])],
+                                 capture_output=True, text=True, timeout=600).stdout
+            dest = os.environ.get("HEAPTRACK_OUT", "/tmp/heaptrack-idle.txt")
+            with open(dest, "w") as f:
+                f.write(out)
+            print("  heaptrack peak sites: " + dest, flush=True)
+        for ws in warm + socks:
+            await ws.close()
+
+    asyncio.run(main())
+    run.passed = 1
+    run.finish()
+    sys.exit(0)
+
 if use_strace:
     def show(what, counts, units):
         top = sorted(counts.items(), key=lambda kv: -kv[1])
@@ -183,15 +277,25 @@ if use_strace:
 
 if callgrind:
     for i in range(runs):
-        one = callgrind_ir(lambda: h1load(requests))
-        two = callgrind_ir(lambda: h1load(2 * requests))
         d1 = callgrind_ir(lambda: fetch(mb << 20))
         d2 = callgrind_ir(lambda: fetch(2 * mb << 20))
+        one = callgrind_ir(lambda: h1load(requests))
+        two = callgrind_ir(lambda: h1load(2 * requests))  # kept with CALLGRIND_KEEP
         print("  run %d: edge %.0f instructions per small request, %.0f per MiB downloaded"
               % (i + 1, (two - one) / requests, (d2 - d1) / mb), flush=True)
     run.passed = 1
     run.finish()
     sys.exit(0)
+
+if os.environ.get("PERF_OUT"):
+    # A cpu-clock profile of the edge during one small-GET run (perf report -i PERF_OUT).
+    perf = subprocess.Popen(["perf", "record", "-q", "-F", "2000", "-g", "-o",
+                             os.environ["PERF_OUT"], "-p", str(edge.p.pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    small_gets()
+    perf.send_signal(2)
+    perf.wait(timeout=60)
 
 rows = {"req": [], "gb": []}
 for i in range(runs):
