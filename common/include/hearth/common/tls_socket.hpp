@@ -6,7 +6,8 @@
 // every idle WebSocket costs ~75 KB of TLS buffers on the edge. Here OpenSSL
 // reads and writes the socket itself (SSL_set_fd) with SSL_MODE_RELEASE_BUFFERS,
 // so an idle connection holds only OpenSSL's SSL object (a few KB); and each
-// byte is copied once less. This is what nginx does.
+// byte is copied once less. This is what nginx does. The tunnel uses it too,
+// keeping its buffers (Buffers::keep): one busy connection per origin.
 //
 // The stream models Asio's AsyncReadStream/AsyncWriteStream (Beast's HTTP
 // operations run on it unchanged) and offers beast::tcp_stream's timeout
