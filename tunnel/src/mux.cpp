@@ -614,8 +614,7 @@ asio::awaitable<void> Connection::writer() {
       // unread input sends RST); the reader ends on the peer's close.
       tcp_fin_sent_ = true;
       error_code ignored;
-      tls_.socket().shutdown(asio::ip::tcp::socket::shutdown_send,
-                                                      ignored);
+      tls_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
     }
     if (control_.empty() && ready_.empty()) {
       writer_waiting_ = true;

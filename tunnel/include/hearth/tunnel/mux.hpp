@@ -27,9 +27,9 @@
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/asio/ssl/error.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <chrono>
 #include <deque>
