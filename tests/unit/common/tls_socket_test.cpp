@@ -19,6 +19,7 @@
 #include <boost/beast/http.hpp>
 #include <catch2/catch.hpp>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "hearth/common/crypto.hpp"
@@ -137,15 +138,25 @@ void run(asio::io_context& io, asio::awaitable<void> a) {
   if (err) std::rethrow_exception(err);
 }
 
+asio::awaitable<void> write_some_once(TlsSocket* s, const std::vector<char>* data, error_code* ec,
+                                      std::size_t* n) {
+  std::tie(*ec, *n) = co_await s->async_write_some(asio::buffer(*data), tuple_awaitable);
+}
+
+asio::awaitable<void> read_some_once(TlsSocket* s, std::vector<char>* out, error_code* ec,
+                                     std::size_t* n) {
+  std::tie(*ec, *n) = co_await s->async_read_some(asio::buffer(*out), tuple_awaitable);
+}
+
 // A client and a server TlsSocket over loopback, TLS handshake done.
 struct Connected {
   Contexts ctx;
   asio::io_context io;
   std::optional<TlsSocket> server, client;
-  Connected() {
+  explicit Connected(TlsSocket::Buffers buffers = TlsSocket::Buffers::release_when_empty) {
     auto [a, b] = socket_pair(io);
-    server.emplace(std::move(b), ctx.server.native_handle());
-    client.emplace(std::move(a), ctx.client.native_handle());
+    server.emplace(std::move(b), ctx.server.native_handle(), buffers);
+    client.emplace(std::move(a), ctx.client.native_handle(), buffers);
     error_code sec, cec;
     run(io, handshake_both(&*server, &*client, &sec, &cec));
     REQUIRE_FALSE(sec);
@@ -250,4 +261,28 @@ TEST_CASE("TlsSocket: Beast HTTP runs on it; an idle connection keeps no record 
   // SSL_MODE_RELEASE_BUFFERS: nothing buffered, so no record buffers held.
   CHECK((SSL_get_mode(server.native_handle()) & SSL_MODE_RELEASE_BUFFERS) != 0);
   CHECK(SSL_pending(server.native_handle()) == 0);
+}
+
+TEST_CASE("TlsSocket: one write_some and one read_some move several records", "[tls_socket]") {
+  // Four records' worth: a write_some writes records while the socket takes
+  // them, a read_some returns every record the read-ahead brought in (one
+  // completion for all, not one per 16 KiB record).
+  for (auto buffers : {TlsSocket::Buffers::release_when_empty, TlsSocket::Buffers::keep}) {
+    Connected c(buffers);
+    std::vector<char> data(60000, 'r');
+    error_code wec, rec;
+    std::size_t wn = 0, rn = 0;
+    run(c.io, write_some_once(&*c.client, &data, &wec, &wn));
+    CHECK_FALSE(wec);
+    CHECK(wn == data.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // all of it in the kernel
+    std::vector<char> in(64 * 1024);
+    c.io.restart();
+    run(c.io, read_some_once(&*c.server, &in, &rec, &rn));
+    CHECK_FALSE(rec);
+    CHECK(rn > 16 * 1024);
+    CHECK(std::string(in.data(), rn) == std::string(rn, 'r'));
+    const bool releases = (SSL_get_mode(c.server->native_handle()) & SSL_MODE_RELEASE_BUFFERS) != 0;
+    CHECK(releases == (buffers == TlsSocket::Buffers::release_when_empty));
+  }
 }
