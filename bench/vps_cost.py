@@ -45,7 +45,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
                                 "integration"))
-from harness import Harness, TestRun  # noqa: E402
+from harness import Harness, TestRun, rss_kb  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "py"))
+from stacks import descendants  # noqa: E402
 
 opts = {}
 callgrind = "--callgrind" in sys.argv
@@ -187,32 +190,31 @@ def strace_counts(fn):
     return counts
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def edge_pid():
     """The edge itself (under heaptrack, the wrapper's child)."""
     if not use_heaptrack:
         return edge.p.pid
     for _ in range(100):
-        for pid in os.listdir("/proc"):
-            if pid.isdigit():
-                try:
-                    with open("/proc/%s/cmdline" % pid, "rb") as f:
-                        argv = f.read().split(b"\0")
-                    with open("/proc/%s/stat" % pid) as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                except OSError:
-                    continue
-                if argv and argv[0].endswith(b"hearth-edge") and edge.p.pid in (ppid, int(pid)):
-                    return int(pid)
+        for pid in descendants(edge.p.pid):
+            try:
+                with open("/proc/%d/cmdline" % pid, "rb") as f:
+                    if f.read().split(b"\0")[0].endswith(b"hearth-edge"):
+                        return pid
+            except OSError:
+                pass
         time.sleep(0.1)
     raise SystemExit("no hearth-edge process under heaptrack")
+
+
+def heaptrack_report(pid, *args):
+    """Stop the edge under heaptrack (so it writes its data) and print that data."""
+    os.kill(pid, signal.SIGTERM)
+    edge.p.wait(timeout=60)
+    data = [f for f in os.listdir(h.tmp) if f.startswith("heaptrack-edge")][0]
+    argv = ["heaptrack_print", "--print-allocators", "0", "--print-leaks", "0",
+            "--print-temporary", "0", "--print-histogram", ""] + list(args)
+    return subprocess.run(argv + ["-f", os.path.join(h.tmp, data)], capture_output=True,
+                          text=True, timeout=600).stdout
 
 
 if idle:
@@ -243,13 +245,7 @@ if idle:
         print("  %d idle WSS: edge RSS %d -> %d kB, %.1f KB per connection"
               % (idle, before, after, (after - before) * 1024 / 1000 / idle), flush=True)
         if use_heaptrack:
-            os.kill(pid, signal.SIGTERM)
-            edge.p.wait(timeout=60)
-            files = [f for f in os.listdir(h.tmp) if f.startswith("heaptrack-edge")]
-            out = subprocess.run(["heaptrack_print", "--print-peaks", "1", "--peak-limit", "40", "--print-allocators",
-                                  "0", "--print-leaks", "0", "--print-temporary", "0",
-                                  "--print-histogram", "", "-f", os.path.join(h.tmp, files[0])],
-                                 capture_output=True, text=True, timeout=600).stdout
+            out = heaptrack_report(pid, "--print-peaks", "1", "--peak-limit", "40")
             dest = os.environ.get("HEAPTRACK_OUT", "/tmp/heaptrack-idle.txt")
             with open(dest, "w") as f:
                 f.write(out)
@@ -267,13 +263,7 @@ if use_heaptrack:
     # twice with different --requests and take the difference per request).
     pid = edge_pid()
     h1load(requests)
-    os.kill(pid, signal.SIGTERM)
-    edge.p.wait(timeout=60)
-    files = [f for f in os.listdir(h.tmp) if f.startswith("heaptrack-edge")]
-    out = subprocess.run(["heaptrack_print", "--print-peaks", "0", "--print-allocators", "0",
-                          "--print-leaks", "0", "--print-temporary", "0", "--print-histogram", "",
-                          "-f", os.path.join(h.tmp, files[0])],
-                         capture_output=True, text=True, timeout=600).stdout
+    out = heaptrack_report(pid, "--print-peaks", "0")
     m = re.search(r"calls to allocation functions: (\d+)", out)
     print("  %d small GETs: %s allocation calls in the edge" % (requests, m.group(1) if m else "?"))
     run.passed = 1

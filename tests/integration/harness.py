@@ -51,6 +51,15 @@ def _child_setup():
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def rss_kb(pid):
+    """Resident set size of a live process, kB (raises once it is gone)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 _handed_out = set()
 
 

@@ -18,7 +18,7 @@ import socket
 import time
 import urllib.request
 
-from harness import Harness, TestRun, expect, expect_eq, wait_until
+from harness import rss_kb, Harness, TestRun, expect, expect_eq, wait_until
 
 run = TestRun("conn_limits")
 run.require_binaries()
@@ -48,14 +48,6 @@ def metrics():
 def metric(text, name, labels=""):
     m = re.search(r"^%s%s (\d+)$" % (re.escape(name), re.escape(labels)), text, re.M)
     return int(m.group(1)) if m else None
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def connect_from(src, timeout=5.0):

@@ -23,20 +23,12 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Failure, Harness, TestRun, expect, expect_eq, read_http_response  # noqa: E402
+from harness import rss_kb, Failure, Harness, TestRun, expect, expect_eq, read_http_response  # noqa: E402
 
 KB = 1024
 MB = 1024 * 1024
 PAUSE = 2.5  # seconds the trickling service waits between its two writes
 REDACT = ["token", "access_token", "key", "password", "secret", "sig", "code", "session"]
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def poll_read(sock):

@@ -24,7 +24,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, TestRun, expect, expect_eq, sha256_file  # noqa: E402
+from harness import rss_kb, Harness, TestRun, expect, expect_eq, sha256_file  # noqa: E402
 
 try:
     import h2.config
@@ -49,14 +49,6 @@ ENHANCE_YOUR_CALM = 0xB
 def frame(ftype, flags, stream, payload=b""):
     return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(
         ">I", stream) + payload
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():

@@ -18,7 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import home_service  # noqa: E402
-from harness import (Failure, Harness, TestRun, expect, expect_eq, free_port,  # noqa: E402
+from harness import (rss_kb, Failure, Harness, TestRun, expect, expect_eq, free_port,  # noqa: E402
                      read_http_response, write_random_file)
 
 MB = 1024 * 1024
@@ -528,14 +528,6 @@ def main():
             expect(not bad, "%s: %d stderr lines are not JSON log events, e.g. %r" % (p.name, len(bad), bad[:3]))
 
     run.finish()
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def subprocess_run(argv, timeout=30):

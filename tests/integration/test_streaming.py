@@ -18,17 +18,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, TestRun, expect, expect_eq, read_http_response  # noqa: E402
+from harness import rss_kb, Harness, TestRun, expect, expect_eq, read_http_response  # noqa: E402
 
 PAUSE = 2.5
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
