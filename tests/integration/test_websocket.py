@@ -22,7 +22,9 @@ def main():
     h = Harness(run)
     try:
         svc = h.start_service("ws")
-        h.write_edge_config()
+        # Short enough to watch it end an idle WebSocket, long enough for every
+        # other case (each keeps its sockets busy).
+        h.write_edge_config(extra_edge='websocket_idle_timeout = "3s"')
         conf = h.pair_origin([("app.test", "/signaling", svc.ws_url), ("app.test", None, svc.http_url)])
         edge = h.start_edge()
         origin = h.start_origin(conf)
@@ -181,6 +183,136 @@ def main():
         expect_eq(ws_open(), before, "service-side WebSockets open 10 s after the client vanished")
         print("  service saw the vanished client's WebSocket close after %.0f ms"
               % ((time.monotonic() - t0) * 1000))
+
+    def raw_upgrade(sock, extra=b""):
+        """The upgrade request, with `extra` bytes in the same write; returns what
+        came after the 101's head."""
+        import base64
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(("GET /signaling HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode() + extra)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            expect(chunk, "connection closed before the 101")
+            head += chunk
+        expect(head.startswith(b"HTTP/1.1 101"), "upgrade answer: %r" % head[:40])
+        return head.split(b"\r\n\r\n", 1)[1]
+
+    def masked_frame(payload, opcode=0x1):
+        mask = os.urandom(4)
+        n = len(payload)
+        hdr = bytes([0x80 | opcode])
+        if n < 126:
+            hdr += bytes([0x80 | n])
+        else:
+            hdr += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+        return hdr + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    def read_frame(sock, pending):
+        """One unmasked server frame: (opcode, payload, rest)."""
+        buf = pending
+        while True:
+            if len(buf) >= 2:
+                n = buf[1] & 0x7F
+                off = 2
+                if n == 126 and len(buf) >= 4:
+                    n, off = int.from_bytes(buf[2:4], "big"), 4
+                if n != 126 and len(buf) >= off + n:
+                    return buf[0] & 0x0F, buf[off:off + n], buf[off + n:]
+            chunk = sock.recv(65536)
+            expect(chunk, "connection closed inside a frame (have %d bytes)" % len(buf))
+            buf += chunk
+
+    @run.case
+    def frames_sent_right_behind_the_upgrade_request():
+        # A client may send its first frames in the same write as the upgrade
+        # request: the edge has read them with the head and must pass them on.
+        sock = h.tls_socket()
+        try:
+            frames = [masked_frame(b"early-%d-" % i + b"x" * (i * 300)) for i in range(3)]
+            rest = raw_upgrade(sock, b"".join(frames))
+            for i in range(3):
+                op, payload, rest = read_frame(sock, rest)
+                expect_eq((op, payload), (1, b"early-%d-" % i + b"x" * (i * 300)),
+                          "echo of frame %d sent behind the upgrade request" % i)
+            sock.sendall(masked_frame(b"later"))
+            op, payload, rest = read_frame(sock, rest)
+            expect_eq(payload, b"later", "echo of a frame sent after the 101")
+        finally:
+            sock.close()
+
+    @run.case
+    def access_log_line_and_gauge_when_the_websocket_ends():
+        import urllib.request
+
+        def gauge():
+            with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % h.admin_port,
+                                        timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.startswith("hearth_websockets_active "):
+                        return int(float(line.split()[1]))
+            raise AssertionError("no hearth_websockets_active in /metrics")
+        deadline = time.monotonic() + 10
+        while gauge() != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expect_eq(gauge(), 0, "hearth_websockets_active before")
+        mark = edge.mark()
+
+        async def go():
+            async with connect("/signaling?logged=1", compression=None) as ws:
+                await ws.send("x" * 1000)
+                await asyncio.wait_for(ws.recv(), 10)
+                open_gauge = gauge()
+                await ws.close(1000)
+            return open_gauge
+        expect_eq(arun(go()), 1, "hearth_websockets_active while open")
+        ev = edge.wait_event("request", since=mark, status=101, timeout=10)
+        expect_eq(ev.get("path"), "/signaling?logged=1", "path in the access-log line")
+        expect_eq(ev.get("proto"), "h1", "proto in the access-log line")
+        expect(ev.get("in", 0) > 1000 and ev.get("out", 0) > 1000,
+               "WebSocket bytes counted in the access-log line: in %r out %r"
+               % (ev.get("in"), ev.get("out")))
+        deadline = time.monotonic() + 10
+        while gauge() != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expect_eq(gauge(), 0, "hearth_websockets_active after the close")
+
+    @run.case
+    def websocket_idle_timeout_ends_an_idle_socket_only():
+        # websocket_idle_timeout = 3s: a socket with a message every second
+        # stays; one that says nothing is closed after about 3 s.
+        import websockets
+
+        async def busy():
+            async with connect(compression=None) as ws:
+                for i in range(6):
+                    await ws.send("tick %d" % i)
+                    await asyncio.wait_for(ws.recv(), 10)
+                    await asyncio.sleep(1.0)
+                return "open"
+
+        async def idle():
+            async with connect(compression=None) as ws:
+                await ws.send("hello")
+                await asyncio.wait_for(ws.recv(), 10)
+                t0 = time.monotonic()
+                try:
+                    await asyncio.wait_for(ws.recv(), 15)
+                    return "got a message", 0
+                except websockets.ConnectionClosed:
+                    return "closed", time.monotonic() - t0
+                except asyncio.TimeoutError:
+                    return "still open after 15 s", 15
+
+        async def go():
+            return await asyncio.gather(busy(), idle())
+        b, (state, after) = arun(go(), 60)
+        expect_eq(b, "open", "a socket with traffic every second")
+        expect_eq(state, "closed", "an idle socket")
+        expect(2.5 <= after <= 8, "idle socket closed after %.1f s (timeout 3 s)" % after)
+        print("  idle WebSocket closed after %.1f s (websocket_idle_timeout 3 s)" % after)
 
     @run.case
     def http_still_served_alongside():

@@ -74,6 +74,11 @@ class Downstream {
   // always true on HTTP/2, where a stream ends, not the connection).
   virtual bool client_keep_alive() const = 0;
   virtual DownstreamState state() const = 0;
+  // After a 101 the exchange hands the stream over (UpstreamSlot::upgraded)
+  // instead of running the pipe itself: HTTP/1.1, where the upgraded
+  // connection is the front end's alone. An HTTP/2 stream shares its
+  // connection, so its pipe stays in the exchange.
+  virtual bool hands_off_upgrade() const { return false; }
 
   // Some decoded body bytes (after upgrade: raw pipe bytes), as soon as any
   // are there. n == 0 with end set: the body is over.

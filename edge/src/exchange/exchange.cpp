@@ -137,6 +137,8 @@ class Exchange {
     return policy_ && policy_->idle_timeout ? *policy_->idle_timeout : cfg_->idle_timeout;
   }
   void log_request(std::string_view origin, std::string_view reason = {});
+  // HTTP/1.1 after a 101: the stream and the log line go to slot_.upgraded.
+  void hand_off_upgrade(std::string_view origin);
   void new_attempt() {
     req_side_ = RequestSide::sending;
     res_side_ = ResponseSide::waiting;
@@ -181,23 +183,37 @@ class Exchange {
 };
 
 void Exchange::log_request(std::string_view origin, std::string_view reason) {
-  auto elapsed = std::chrono::steady_clock::now() - started_;
-  m_.request_stats.observe(authority_, status_, elapsed, bytes_in_, bytes_out_);
-  if (!access_log_wanted(*cfg_, status_)) return;  // access_log, access_log_sample
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
-  log::info("request", {{"conn", env_.conn_id},
-                        {"client", env_.client_ip},
-                        {"proto", down_.protocol()},
-                        {"method", method_},
-                        {"host", authority_},
-                        {"path", redact_query(target_, cfg_->log_redact_params)},
-                        {"status", status_},
-                        {"ms", ms},
-                        {"in", bytes_in_},
-                        {"out", bytes_out_},
-                        {"origin", origin},
-                        {"reason", reason},
-                        {"request_id", request_id_}});
+  log_access(
+      m_, *cfg_,
+      AccessLine{started_, env_.conn_id, env_.client_ip, down_.protocol(), method_, authority_,
+                 target_, request_id_, origin, reason, status_, bytes_in_, bytes_out_});
+}
+
+void Exchange::hand_off_upgrade(std::string_view origin) {
+  auto pipe = std::make_unique<UpgradedPipe>();
+  pipe->stream = std::move(*slot_.stream);
+  auto& tbuf = slot_.buf;
+  if (tbuf.size() > 0) {
+    pipe->from_service.assign(static_cast<const char*>(tbuf.data().data()), tbuf.size());
+    tbuf.consume(tbuf.size());
+  }
+  tbuf.shrink_to_fit();
+  pipe->idle_timeout = policy_ && policy_->websocket_idle_timeout ? *policy_->websocket_idle_timeout
+                                                                  : cfg_->websocket_idle_timeout;
+  pipe->cfg = cfg_;
+  pipe->started = started_;
+  pipe->conn_id = env_.conn_id;
+  pipe->client_ip = env_.client_ip;
+  pipe->method = std::move(method_);
+  pipe->authority = std::move(authority_);
+  pipe->target = std::move(target_);
+  pipe->request_id = std::move(request_id_);
+  pipe->origin = std::string(origin);
+  pipe->status = status_;
+  pipe->bytes_in = bytes_in_;
+  pipe->bytes_out = bytes_out_;
+  slot_.clear();
+  slot_.upgraded = std::move(pipe);
 }
 
 asio::awaitable<bool> Exchange::local_reply(http::status status, bool keep_alive,
@@ -409,6 +425,11 @@ asio::awaitable<bool> Exchange::run() {
   }
 
   bool keep = false;
+  if (res_side_ == ResponseSide::upgraded && down_.hands_off_upgrade()) {
+    watchdog_->disarm();
+    hand_off_upgrade(tunnel_info->origin);
+    co_return false;
+  }
   if (res_side_ == ResponseSide::upgraded) {
     m_.websockets_active.fetch_add(1, std::memory_order_relaxed);
     watchdog_->arm(policy_ && policy_->websocket_idle_timeout ? *policy_->websocket_idle_timeout
@@ -705,6 +726,26 @@ asio::awaitable<void> Exchange::pipe_tunnel_to_client() {
 }
 
 }  // namespace
+
+void log_access(Metrics& m, const config::EdgeConfig& cfg, const AccessLine& line) {
+  auto elapsed = std::chrono::steady_clock::now() - line.started;
+  m.request_stats.observe(line.authority, line.status, elapsed, line.bytes_in, line.bytes_out);
+  if (!access_log_wanted(cfg, line.status)) return;  // access_log, access_log_sample
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
+  log::info("request", {{"conn", line.conn_id},
+                        {"client", line.client_ip},
+                        {"proto", line.proto},
+                        {"method", line.method},
+                        {"host", line.authority},
+                        {"path", redact_query(line.target, cfg.log_redact_params)},
+                        {"status", line.status},
+                        {"ms", ms},
+                        {"in", line.bytes_in},
+                        {"out", line.bytes_out},
+                        {"origin", line.origin},
+                        {"reason", line.reason},
+                        {"request_id", line.request_id}});
+}
 
 UpstreamSlot::UpstreamSlot() : buf(client_read_buffer_limit(kResponseHeaderLimit)) {}
 

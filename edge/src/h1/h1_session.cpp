@@ -57,6 +57,7 @@ class H1Downstream final : public Downstream {
   }
   bool client_keep_alive() const override { return keep_alive_ && !close_after_; }
   DownstreamState state() const override { return state_; }
+  bool hands_off_upgrade() const override { return true; }
 
   asio::awaitable<BodyRead> read_body(asio::mutable_buffer b) override;
   asio::awaitable<error_code> write_interim(const http::response_header<>& res) override;
@@ -93,20 +94,6 @@ class H1Downstream final : public Downstream {
 };
 
 asio::awaitable<BodyRead> H1Downstream::read_body(asio::mutable_buffer b) {
-  if (state_ == DownstreamState::upgraded) {
-    // Bytes the client sent right behind the upgrade request belong to the pipe.
-    if (buf_.size() > 0) {
-      std::size_t n = asio::buffer_copy(b, buf_.data());
-      buf_.consume(n);
-      if (buf_.size() == 0) buf_.shrink_to_fit();  // the pipe reads into its own buffer
-      co_return BodyRead{{}, n, false};
-    }
-    auto [ec, n] = co_await tls_.async_read_some(b, tuple_awaitable);
-    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
-      co_return BodyRead{{}, n, true};
-    }
-    co_return BodyRead{ec, n, false};
-  }
   if (!reserved_) {
     reserved_ = true;
     if (buf_.capacity() < kBodyReadBuffer) buf_.reserve(kBodyReadBuffer);
@@ -143,7 +130,7 @@ asio::awaitable<error_code> H1Downstream::write_head(http::response_header<>& re
     state_ = DownstreamState::response_started;
     if (ec) co_return ec;
     state_ = DownstreamState::upgraded;
-    tls_.expires_never();  // the exchange's watchdog bounds the pipe
+    tls_.expires_never();  // the pipe's idle timer bounds it (upgraded_pipe.cpp)
     co_return error_code{};
   }
   res_.base() = std::move(res);
@@ -166,14 +153,6 @@ asio::awaitable<error_code> H1Downstream::write_head(http::response_header<>& re
 }
 
 asio::awaitable<error_code> H1Downstream::write_body(asio::const_buffer data, bool end) {
-  if (state_ == DownstreamState::upgraded) {
-    if (data.size() == 0 && end) {
-      tls_.cancel();  // the service closed: end the client connection
-      co_return error_code{};
-    }
-    auto [ec, n] = co_await asio::async_write(tls_, data, tuple_awaitable);
-    co_return ec;
-  }
   res_.body().data = const_cast<void*>(data.data());
   res_.body().size = data.size();
   res_.body().more = !end;
@@ -204,7 +183,7 @@ asio::awaitable<error_code> H1Downstream::reply(const LocalReply& r, std::string
 
 }  // namespace
 
-asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
+asio::awaitable<std::unique_ptr<UpgradedPipe>> run_h1(std::shared_ptr<ClientConn> conn) {
   auto& shared = *conn->shared;
   // client -> edge. Bounded: an endless chunk extension or trailer section
   // ends in buffer_overflow (400) instead of growing memory.
@@ -263,12 +242,21 @@ asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn) {
     shared.metrics.requests_in_flight.fetch_add(1, std::memory_order_relaxed);
     H1Downstream down(*conn, buf, parser, cfg);
     bool keep = co_await run_exchange(env, down, slot);
+    if (slot.upgraded) {
+      // A 101 went out: the pipe takes the connection (and this request's
+      // place in requests_in_flight) once this frame is gone.
+      if (buf.size() > 0) {
+        slot.upgraded->from_client.assign(static_cast<const char*>(buf.data().data()), buf.size());
+      }
+      co_return std::move(slot.upgraded);
+    }
     shared.metrics.requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
     // Large bodies grew the buffer; an idle keep-alive connection gives it back.
     if (buf.size() == 0 && buf.capacity() > kRelayChunk) buf.shrink_to_fit();
     if (!keep) break;
   }
   slot.clear();
+  co_return nullptr;
 }
 
 }  // namespace hearth::edge

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "exchange/exchange.hpp"
 #include "hearth/common/tls_socket.hpp"
 #include "shared.hpp"
 
@@ -32,7 +33,12 @@ struct ClientConn {
 // The HTTP/1.1 front end (h1/h1_session.cpp) and the HTTP/2 one
 // (h2/h2_session.cpp); each returns when the connection is over, without
 // closing the socket (https_session does that, bounded).
-asio::awaitable<void> run_h1(std::shared_ptr<ClientConn> conn);
+// run_h1 returns the connection's upgraded pipe when a request ended in a
+// 101 (nullptr otherwise); splice_upgraded (h1/upgraded_pipe.cpp) runs it
+// until both directions ended.
+asio::awaitable<std::unique_ptr<UpgradedPipe>> run_h1(std::shared_ptr<ClientConn> conn);
+asio::awaitable<void> splice_upgraded(std::shared_ptr<ClientConn> conn,
+                                      std::unique_ptr<UpgradedPipe> pipe);
 asio::awaitable<void> run_h2(std::shared_ptr<ClientConn> conn);
 
 }  // namespace hearth::edge

@@ -45,7 +45,7 @@ asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::soc
   if (negotiated_protocol(conn->tls.native_handle()) == AppProtocol::h2) {
     co_await run_h2(conn);
   } else {
-    co_await run_h1(conn);
+    if (auto pipe = co_await run_h1(conn)) co_await splice_upgraded(conn, std::move(pipe));
   }
 
   // Bounded close_notify: a client that never answers must not hold us.

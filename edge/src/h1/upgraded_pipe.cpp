@@ -1,0 +1,226 @@
+// An upgraded HTTP/1.1 connection (WebSocket) spliced to its tunnel stream
+// after the exchange handed it over (UpgradedPipe, exchange.hpp).
+//
+// Why not two coroutines under operator&& inside the exchange, as HTTP/2
+// still does: a parked WebSocket then kept every frame of the stack above it
+// (the session, the exchange and its retry loop, the parallel group and two
+// spawned pipes, ~8 KB with GCC 12's frames) plus the request's parser,
+// fields and read buffer, for as long as it stayed open. Here only what the
+// pipe needs survives the 101: the two sockets, one small object with a
+// buffer per direction, and one timer (issue 11).
+//
+// Each direction is one read in flight, the next only after the opposite
+// write completed (backpressure, as in the exchange), with a buffer that
+// starts at 512 bytes and doubles while reads fill it.
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <vector>
+
+#include "exchange/exchange.hpp"
+#include "hearth/edge/metrics.hpp"
+#include "shared.hpp"
+#include "support/asio.hpp"
+#include "tls/client_conn.hpp"
+
+namespace hearth::edge {
+namespace {
+
+constexpr std::size_t kPipeInitial = 512;
+constexpr std::size_t kPipeMax = 16 * 1024;  // one TLS record
+
+// Handler: the awaiting coroutine's completion handler (splice_upgraded).
+template <class Handler>
+class Splice : public std::enable_shared_from_this<Splice<Handler>> {
+ public:
+  Splice(std::shared_ptr<ClientConn> conn, UpgradedPipe pipe, Handler done)
+      : conn_(std::move(conn)),
+        pipe_(std::move(pipe)),
+        timer_(conn_->tls.get_executor()),
+        done_(std::move(done)) {}
+
+  void start() {
+    conn_->shared->metrics.websockets_active.fetch_add(1, std::memory_order_relaxed);
+    touch();
+    if (pipe_.idle_timeout.count() > 0) arm_timer(pipe_.idle_timeout);
+    if (!pipe_.from_client.empty()) {
+      // Bytes the client sent right behind the upgrade request come first.
+      auto n = pipe_.from_client.size();
+      asio::async_write(pipe_.stream, asio::buffer(pipe_.from_client),
+                        [self = this->shared_from_this(), n](error_code ec, std::size_t) {
+                          self->pipe_.from_client = std::string();
+                          self->on_tunnel_written(ec, n, true);
+                        });
+    } else {
+      read_client();
+    }
+    if (!pipe_.from_service.empty()) {
+      auto n = pipe_.from_service.size();
+      asio::async_write(conn_->tls, asio::buffer(pipe_.from_service),
+                        [self = this->shared_from_this(), n](error_code ec, std::size_t) {
+                          self->pipe_.from_service = std::string();
+                          self->on_client_written(ec, n, true);
+                        });
+    } else {
+      read_tunnel();
+    }
+  }
+
+ private:
+  // client -> tunnel
+  void read_client() {
+    if (down_done_) {  // the service side is over: so is the client's
+      client_ended(asio::error::operation_aborted);
+      return;
+    }
+    if (up_.empty()) up_.resize(kPipeInitial);
+    conn_->tls.async_read_some(asio::buffer(up_),
+                               [self = this->shared_from_this()](error_code ec, std::size_t n) {
+                                 self->on_client_read(ec, n);
+                               });
+  }
+  void on_client_read(error_code ec, std::size_t n) {
+    if (n == 0) {
+      client_ended(ec);
+      return;
+    }
+    touch();
+    client_ec_ = ec;
+    pipe_.bytes_in += n;
+    conn_->shared->metrics.bytes_from_clients.fetch_add(n, std::memory_order_relaxed);
+    asio::async_write(pipe_.stream, asio::buffer(up_.data(), n),
+                      [self = this->shared_from_this(), n](error_code wec, std::size_t) {
+                        self->on_tunnel_written(wec, n, false);
+                      });
+  }
+  void on_tunnel_written(error_code ec, std::size_t n, bool leftover) {
+    if (ec) {  // the tunnel stream failed: give the client up too
+      conn_->tls.cancel();
+      end_up();
+      return;
+    }
+    if (client_ec_) {
+      client_ended(client_ec_);
+      return;
+    }
+    if (!leftover && n == up_.size() && up_.size() < kPipeMax) up_.resize(up_.size() * 2);
+    read_client();
+  }
+  void client_ended(error_code ec) {
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) {
+      pipe_.stream.shutdown_send();  // the client closed: a FIN to the service
+    } else {
+      pipe_.stream.reset(tunnel::ResetCode::cancel, "client connection ended");
+    }
+    end_up();
+  }
+
+  // tunnel -> client
+  void read_tunnel() {
+    if (down_.empty()) down_.resize(kPipeInitial);
+    pipe_.stream.async_read_some(asio::buffer(down_),
+                                 [self = this->shared_from_this()](error_code ec, std::size_t n) {
+                                   self->on_tunnel_read(ec, n);
+                                 });
+  }
+  void on_tunnel_read(error_code ec, std::size_t n) {
+    if (ec) {
+      // The service closed (or the tunnel failed): end the client connection.
+      conn_->tls.cancel();
+      end_down();
+      return;
+    }
+    touch();
+    pipe_.bytes_out += n;
+    conn_->shared->metrics.bytes_to_clients.fetch_add(n, std::memory_order_relaxed);
+    asio::async_write(conn_->tls, asio::buffer(down_.data(), n),
+                      [self = this->shared_from_this(), n](error_code wec, std::size_t) {
+                        self->on_client_written(wec, n, false);
+                      });
+  }
+  void on_client_written(error_code ec, std::size_t n, bool leftover) {
+    if (ec) {
+      pipe_.stream.reset(tunnel::ResetCode::cancel, "client write failed");
+      end_down();
+      return;
+    }
+    if (!leftover && n == down_.size() && down_.size() < kPipeMax) down_.resize(down_.size() * 2);
+    read_tunnel();
+  }
+
+  // websocket_idle_timeout: no byte either way for that long ends the pipe.
+  void touch() { last_ = std::chrono::steady_clock::now(); }
+  void arm_timer(std::chrono::steady_clock::duration d) {
+    timer_.expires_after(d);
+    timer_.async_wait([self = this->shared_from_this()](error_code ec) { self->on_timer(ec); });
+  }
+  void on_timer(error_code ec) {
+    if (ec || (up_done_ && down_done_)) return;
+    auto idle = std::chrono::steady_clock::now() - last_;
+    if (idle >= pipe_.idle_timeout) {
+      pipe_.stream.reset(tunnel::ResetCode::timeout, "edge idle timeout");
+      conn_->tls.cancel();
+      return;
+    }
+    arm_timer(pipe_.idle_timeout - idle);
+  }
+
+  void end_up() {
+    up_done_ = true;
+    up_ = std::vector<char>();
+    if (down_done_) finish();
+  }
+  void end_down() {
+    down_done_ = true;
+    down_ = std::vector<char>();
+    if (up_done_) finish();
+  }
+  void finish() {
+    timer_.cancel();
+    auto& m = conn_->shared->metrics;
+    m.websockets_active.fetch_sub(1, std::memory_order_relaxed);
+    m.requests_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    log_access(m, *pipe_.cfg,
+               AccessLine{pipe_.started,
+                          pipe_.conn_id,
+                          pipe_.client_ip,
+                          "h1",
+                          pipe_.method,
+                          pipe_.authority,
+                          pipe_.target,
+                          pipe_.request_id,
+                          pipe_.origin,
+                          {},
+                          pipe_.status,
+                          pipe_.bytes_in,
+                          pipe_.bytes_out});
+    pipe_.stream.close();
+    asio::post(std::move(done_));
+  }
+
+  std::shared_ptr<ClientConn> conn_;
+  UpgradedPipe pipe_;
+  asio::steady_timer timer_;
+  Handler done_;
+  std::chrono::steady_clock::time_point last_;
+  std::vector<char> up_;    // client -> tunnel
+  std::vector<char> down_;  // tunnel -> client
+  error_code client_ec_;    // a read that also brought bytes: acted on after their write
+  bool up_done_ = false;
+  bool down_done_ = false;
+};
+
+}  // namespace
+
+asio::awaitable<void> splice_upgraded(std::shared_ptr<ClientConn> conn,
+                                      std::unique_ptr<UpgradedPipe> pipe) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+      [](auto handler, std::shared_ptr<ClientConn> c, std::unique_ptr<UpgradedPipe> p) {
+        std::make_shared<Splice<decltype(handler)>>(std::move(c), std::move(*p), std::move(handler))
+            ->start();
+      },
+      asio::use_awaitable, std::move(conn), std::move(pipe));
+}
+
+}  // namespace hearth::edge
