@@ -115,6 +115,26 @@ void StreamState::do_read() {
   // else: parked until DATA, FIN, RESET or connection loss.
 }
 
+void StreamState::on_data(std::span<const std::uint8_t> payload) {
+  std::size_t n = 0;
+  if (read_handler_ && recv_.size() == 0 && read_count_ > 0) {
+    // A reader waits: its buffers take the bytes straight from the decrypted
+    // record. One copy less on the data path, and a stream whose reader keeps
+    // up (an idle WebSocket) never allocates recv_ at all (issue 11).
+    for (std::size_t i = 0; i < read_count_ && n < payload.size(); ++i) {
+      n += asio::buffer_copy(read_bufs_[i], asio::buffer(payload.data() + n, payload.size() - n));
+    }
+    on_consumed(n);
+    complete(read_handler_, read_ex_, {}, n);
+    if (n == payload.size()) return;
+  }
+  auto rest = payload.subspan(n);
+  auto dst = recv_.prepare(rest.size());
+  std::memcpy(dst.data(), rest.data(), rest.size());
+  recv_.commit(rest.size());
+  do_read();
+}
+
 void StreamState::on_consumed(std::size_t n) {
   recv_unacked_ += static_cast<std::uint32_t>(n);
   // Grant credit back in quarter-window steps: few WINDOW frames, and the
@@ -502,10 +522,7 @@ bool Connection::handle_frame(const FrameHeader& h, std::span<const std::uint8_t
         // Nobody reads any more; the stream is flushing FIN and will reset.
         return true;
       }
-      auto dst = s->recv_.prepare(payload.size());
-      std::memcpy(dst.data(), payload.data(), payload.size());
-      s->recv_.commit(payload.size());
-      s->do_read();
+      s->on_data(payload);
       return true;
     }
     case FrameType::fin: {
@@ -638,7 +655,11 @@ asio::awaitable<void> Connection::writer() {
         append_frame(batch_, FrameType::data, s->id(), data);
         s->send_.consume(chunk);
         s->send_window_ -= static_cast<std::uint32_t>(chunk);
-        if (s->send_.size() == 0 && s->send_.capacity() > kShrinkAbove) s->send_.shrink_to_fit();
+        // Empty with no write parked: give the buffer back (an idle stream
+        // holds none; the next write allocates what it needs).
+        if (s->send_.size() == 0 && (!s->write_handler_ || s->send_.capacity() > kShrinkAbove)) {
+          s->send_.shrink_to_fit();
+        }
         s->do_write();  // a parked write may fit now
       }
       if (s->send_.size() == 0 && s->fin_requested_ && !s->fin_sent_) {

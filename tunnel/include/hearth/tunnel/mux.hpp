@@ -95,6 +95,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   void do_write();
   void fail_pending(error_code ec);
   void on_consumed(std::size_t n);
+  void on_data(std::span<const std::uint8_t> payload);  // a DATA frame's payload
   void finish_close();
   void complete(std::optional<IoHandler>& h, asio::any_io_executor& ex, error_code ec,
                 std::size_t n);
