@@ -105,9 +105,15 @@ TlsSocket::Attempt TlsSocket::attempt(Impl& impl, Kind kind, void* data, std::si
     a.ec = impl.timed_out ? make_timeout() : asio::error::bad_descriptor;
     return a;
   }
+  if (kind == Kind::readable) {
+    if (!SSL_has_pending(impl.ssl)) a.want = Want::read;
+    return a;
+  }
   ERR_clear_error();
   int r = 0;
   switch (kind) {
+    case Kind::readable:
+      break;
     case Kind::handshake:
       r = SSL_do_handshake(impl.ssl);
       break;

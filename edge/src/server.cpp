@@ -121,6 +121,7 @@ namespace {
 
 class Edge {
  public:
+  ~Edge() { alive_.reset(); }  // before any member: see admit_client
   explicit Edge(std::shared_ptr<const config::EdgeConfig> cfg)
       : shared_(std::make_shared<EdgeShared>()), signals_(control_) {
     shared_->swap(cfg, nullptr);
@@ -190,6 +191,8 @@ class Edge {
   std::unique_ptr<sd::Watchdog> watchdog_;  // systemd: STATUS= and WATCHDOG=1
   std::unique_ptr<AcmeService> acme_;       // issue 12; null without [acme]
   ConnectionLimiter limiter_;               // control thread only
+  // Admissions hold it weakly (admit_client); reset first thing in ~Edge.
+  std::shared_ptr<Edge*> alive_ = std::make_shared<Edge*>(this);
   std::chrono::steady_clock::time_point refused_logged_{};
   std::uint64_t refused_unlogged_ = 0;
 };
@@ -274,7 +277,7 @@ void Edge::start_client(tcp::socket sock, int kind) {
   if (ec) return;
   const auto& trust = kind == kHttps ? cfg->https_trust : cfg->http_trust;
   ClientPeer who{client_ip_string(peer.address()), peer.port(),
-                 trust.trusts(policy::client_info(peer.address()).address), false};
+                 trust.trusts(policy::client_info(peer.address()).address), false, nullptr};
   if (trust.proxy_protocol) {
     if (who.trusted) {
       // The balancer's header names the client: read it first, so the limits
@@ -341,24 +344,34 @@ void Edge::admit_client(tcp::socket sock, int kind, const asio::ip::address& add
   const auto fd = sock.release(ec);
   tcp::socket moved(worker);
   if (!ec) moved.assign(protocol, fd, ec);
-  auto done = [this, key](std::exception_ptr e) {
-    log_exception(e);
-    asio::post(control_, [this, key] {
-      limiter_.release(key, std::chrono::steady_clock::now());
-      shared_->metrics.connection_table_entries.store(
-          static_cast<std::int64_t>(limiter_.tracked()));
-    });
+  // The place is given back on the control thread when the last holder of
+  // who.admission lets go: the session, or an upgraded pipe that outlives it
+  // (h1/upgraded_pipe.cpp). Once the Edge is being destroyed (worker
+  // contexts dropping their pending sessions) there is nothing to give back to.
+  struct Admission {
+    std::weak_ptr<Edge*> edge;
+    policy::ClientKey key;
+    ~Admission() {
+      auto alive = edge.lock();
+      if (!alive) return;
+      Edge* e = *alive;
+      asio::post(e->control_, [e, key = key] {
+        e->limiter_.release(key, std::chrono::steady_clock::now());
+        e->shared_->metrics.connection_table_entries.store(
+            static_cast<std::int64_t>(e->limiter_.tracked()));
+      });
+    }
   };
-  if (ec) {
-    done(nullptr);
-    return;
-  }
+  auto admission = std::make_shared<Admission>();  // in place: a copy's destructor would release
+  admission->edge = alive_;
+  admission->key = key;
+  who.admission = std::move(admission);
+  if (ec) return;
   if (kind == kHttps) {
-    asio::co_spawn(worker, https_session(shared_, std::move(moved), std::move(who)),
-                   std::move(done));
+    asio::co_spawn(worker, https_session(shared_, std::move(moved), std::move(who)), log_exception);
   } else {
     asio::co_spawn(worker, http_redirect_session(shared_, std::move(moved), std::move(who)),
-                   std::move(done));
+                   log_exception);
   }
 }
 

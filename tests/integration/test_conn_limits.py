@@ -10,6 +10,9 @@
   closed at once; connection_rate_per_ip: a burst of new connections from one
   IP is cut after its burst. Each refusal is counted by reason (# HELP/# TYPE)
   and logged at most once a second.
+- Open WebSockets keep their place in max_connections_per_ip (the upgraded
+  pipe outlives the HTTPS session's request path), and give it back when they
+  close.
 """
 
 import os
@@ -34,7 +37,8 @@ try:
         "max_tracked_clients = 600",
     ]))
     edge = h.start_edge()
-    origin = h.start_origin(h.pair_origin([("app.test", None, svc.http_url)]))
+    origin = h.start_origin(h.pair_origin([("app.test", "/signaling", svc.ws_url),
+                                           ("app.test", None, svc.http_url)]))
     h.wait_ready(origin=origin)
 except Exception as e:  # noqa: BLE001
     run.setup_failed(e)
@@ -97,6 +101,39 @@ def per_ip_concurrent_cap():
            >= 1, "counted by reason")
     ev = edge.wait_event("accept.refused", timeout=5, limit="max_connections_per_ip")
     expect_eq(ev.get("client"), "127.0.0.2", "logged client")
+
+
+@run.case
+def websockets_keep_their_place():
+    import base64
+    ctx = h.ssl_context()
+    socks = []
+    try:
+        for _ in range(4):
+            t = ctx.wrap_socket(connect_from("127.0.0.6"), server_hostname="app.test")
+            socks.append(t)
+            key = base64.b64encode(os.urandom(16)).decode()
+            t.sendall(("GET /signaling HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                       "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = t.recv(4096)
+                expect(chunk, "connection closed before the 101")
+                head += chunk
+            expect(head.startswith(b"HTTP/1.1 101"), "upgrade answer: %r" % head[:40])
+        time.sleep(0.2)
+        fifth = connect_from("127.0.0.6")
+        expect(closed_by_peer(fifth), "a fifth connection beside 4 open WebSockets is closed")
+        fifth.close()
+    finally:
+        for t in socks:
+            t.close()
+    wait_until(lambda: metric(metrics(), "hearth_client_connections") == 0, 10,
+               what="hearth_client_connections back to 0 after the WebSockets closed")
+    again = connect_from("127.0.0.6")
+    expect(not closed_by_peer(again, 0.3), "a connection once the WebSockets closed is kept")
+    again.close()
 
 
 @run.case

@@ -11,9 +11,9 @@
 //
 // Each direction is one read in flight, the next only after the opposite
 // write completed (backpressure, as in the exchange), with a buffer that
-// starts at 512 bytes and doubles while reads fill it.
+// starts at 512 bytes and doubles while reads fill it. The client side gives
+// its buffer back while the client is quiet (TlsSocket::async_wait_readable).
 
-#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <vector>
@@ -30,15 +30,10 @@ namespace {
 constexpr std::size_t kPipeInitial = 512;
 constexpr std::size_t kPipeMax = 16 * 1024;  // one TLS record
 
-// Handler: the awaiting coroutine's completion handler (splice_upgraded).
-template <class Handler>
-class Splice : public std::enable_shared_from_this<Splice<Handler>> {
+class Splice : public std::enable_shared_from_this<Splice> {
  public:
-  Splice(std::shared_ptr<ClientConn> conn, UpgradedPipe pipe, Handler done)
-      : conn_(std::move(conn)),
-        pipe_(std::move(pipe)),
-        timer_(conn_->tls.get_executor()),
-        done_(std::move(done)) {}
+  Splice(std::shared_ptr<ClientConn> conn, UpgradedPipe pipe)
+      : conn_(std::move(conn)), pipe_(std::move(pipe)), timer_(conn_->tls.get_executor()) {}
 
   void start() {
     conn_->shared->metrics.websockets_active.fetch_add(1, std::memory_order_relaxed);
@@ -48,7 +43,7 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
       // Bytes the client sent right behind the upgrade request come first.
       auto n = pipe_.from_client.size();
       asio::async_write(pipe_.stream, asio::buffer(pipe_.from_client),
-                        [self = this->shared_from_this(), n](error_code ec, std::size_t) {
+                        [self = shared_from_this(), n](error_code ec, std::size_t) {
                           self->pipe_.from_client = std::string();
                           self->on_tunnel_written(ec, n, true);
                         });
@@ -58,7 +53,7 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
     if (!pipe_.from_service.empty()) {
       auto n = pipe_.from_service.size();
       asio::async_write(conn_->tls, asio::buffer(pipe_.from_service),
-                        [self = this->shared_from_this(), n](error_code ec, std::size_t) {
+                        [self = shared_from_this(), n](error_code ec, std::size_t) {
                           self->pipe_.from_service = std::string();
                           self->on_client_written(ec, n, true);
                         });
@@ -74,11 +69,25 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
       client_ended(asio::error::operation_aborted);
       return;
     }
-    if (up_.empty()) up_.resize(kPipeInitial);
-    conn_->tls.async_read_some(asio::buffer(up_),
-                               [self = this->shared_from_this()](error_code ec, std::size_t n) {
-                                 self->on_client_read(ec, n);
-                               });
+    if (client_drained_) {
+      // The last read took all there was: wait for the next bytes without
+      // holding a buffer (an idle WebSocket holds none; it also skips the
+      // read(2) that would only find EAGAIN).
+      up_ = std::vector<char>();
+      conn_->tls.async_wait_readable([self = shared_from_this()](error_code ec) {
+        if (ec) {
+          self->client_ended(ec);
+          return;
+        }
+        self->client_drained_ = false;
+        self->read_client();
+      });
+      return;
+    }
+    if (up_.empty()) up_.resize(up_size_);
+    conn_->tls.async_read_some(
+        asio::buffer(up_),
+        [self = shared_from_this()](error_code ec, std::size_t n) { self->on_client_read(ec, n); });
   }
   void on_client_read(error_code ec, std::size_t n) {
     if (n == 0) {
@@ -87,10 +96,11 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
     }
     touch();
     client_ec_ = ec;
+    client_drained_ = n < up_.size();
     pipe_.bytes_in += n;
     conn_->shared->metrics.bytes_from_clients.fetch_add(n, std::memory_order_relaxed);
     asio::async_write(pipe_.stream, asio::buffer(up_.data(), n),
-                      [self = this->shared_from_this(), n](error_code wec, std::size_t) {
+                      [self = shared_from_this(), n](error_code wec, std::size_t) {
                         self->on_tunnel_written(wec, n, false);
                       });
   }
@@ -104,7 +114,10 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
       client_ended(client_ec_);
       return;
     }
-    if (!leftover && n == up_.size() && up_.size() < kPipeMax) up_.resize(up_.size() * 2);
+    if (!leftover && n == up_.size() && up_size_ < kPipeMax) {
+      up_size_ *= 2;
+      up_.resize(up_size_);
+    }
     read_client();
   }
   void client_ended(error_code ec) {
@@ -119,10 +132,9 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
   // tunnel -> client
   void read_tunnel() {
     if (down_.empty()) down_.resize(kPipeInitial);
-    pipe_.stream.async_read_some(asio::buffer(down_),
-                                 [self = this->shared_from_this()](error_code ec, std::size_t n) {
-                                   self->on_tunnel_read(ec, n);
-                                 });
+    pipe_.stream.async_read_some(
+        asio::buffer(down_),
+        [self = shared_from_this()](error_code ec, std::size_t n) { self->on_tunnel_read(ec, n); });
   }
   void on_tunnel_read(error_code ec, std::size_t n) {
     if (ec) {
@@ -135,7 +147,7 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
     pipe_.bytes_out += n;
     conn_->shared->metrics.bytes_to_clients.fetch_add(n, std::memory_order_relaxed);
     asio::async_write(conn_->tls, asio::buffer(down_.data(), n),
-                      [self = this->shared_from_this(), n](error_code wec, std::size_t) {
+                      [self = shared_from_this(), n](error_code wec, std::size_t) {
                         self->on_client_written(wec, n, false);
                       });
   }
@@ -153,7 +165,7 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
   void touch() { last_ = std::chrono::steady_clock::now(); }
   void arm_timer(std::chrono::steady_clock::duration d) {
     timer_.expires_after(d);
-    timer_.async_wait([self = this->shared_from_this()](error_code ec) { self->on_timer(ec); });
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
   }
   void on_timer(error_code ec) {
     if (ec || (up_done_ && down_done_)) return;
@@ -196,31 +208,32 @@ class Splice : public std::enable_shared_from_this<Splice<Handler>> {
                           pipe_.bytes_in,
                           pipe_.bytes_out});
     pipe_.stream.close();
-    asio::post(std::move(done_));
+    // Bounded close_notify, as https_session does for the other connections:
+    // a client that never answers must not hold us.
+    conn_->tls.expires_after(std::chrono::seconds(3));
+    conn_->tls.async_shutdown([self = shared_from_this()](error_code) {
+      error_code ignored;
+      self->conn_->tls.socket().close(ignored);
+    });
   }
 
   std::shared_ptr<ClientConn> conn_;
   UpgradedPipe pipe_;
   asio::steady_timer timer_;
-  Handler done_;
   std::chrono::steady_clock::time_point last_;
-  std::vector<char> up_;    // client -> tunnel
-  std::vector<char> down_;  // tunnel -> client
-  error_code client_ec_;    // a read that also brought bytes: acted on after their write
+  std::vector<char> up_;                // client -> tunnel; released while the client is quiet
+  std::size_t up_size_ = kPipeInitial;  // what up_ grew to
+  std::vector<char> down_;              // tunnel -> client
+  error_code client_ec_;         // a read that also brought bytes: acted on after their write
+  bool client_drained_ = false;  // the last read emptied what had arrived
   bool up_done_ = false;
   bool down_done_ = false;
 };
 
 }  // namespace
 
-asio::awaitable<void> splice_upgraded(std::shared_ptr<ClientConn> conn,
-                                      std::unique_ptr<UpgradedPipe> pipe) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
-      [](auto handler, std::shared_ptr<ClientConn> c, std::unique_ptr<UpgradedPipe> p) {
-        std::make_shared<Splice<decltype(handler)>>(std::move(c), std::move(*p), std::move(handler))
-            ->start();
-      },
-      asio::use_awaitable, std::move(conn), std::move(pipe));
+void start_upgraded(std::shared_ptr<ClientConn> conn, std::unique_ptr<UpgradedPipe> pipe) {
+  std::make_shared<Splice>(std::move(conn), std::move(*pipe))->start();
 }
 
 }  // namespace hearth::edge

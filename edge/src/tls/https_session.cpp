@@ -26,12 +26,7 @@ asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::soc
   conn->client_port = peer.port;
   conn->peer_trusted = peer.trusted;
   conn->id = shared->next_id.fetch_add(1, std::memory_order_relaxed);
-
-  shared->metrics.client_connections.fetch_add(1, std::memory_order_relaxed);
-  struct Guard {
-    Metrics& m;
-    ~Guard() { m.client_connections.fetch_sub(1, std::memory_order_relaxed); }
-  } guard{shared->metrics};
+  conn->admission = std::move(peer.admission);
 
   conn->tls.socket().set_option(tcp::no_delay(true), ec);
   conn->tls.expires_after(shared->config()->handshake_timeout);
@@ -45,7 +40,11 @@ asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::soc
   if (negotiated_protocol(conn->tls.native_handle()) == AppProtocol::h2) {
     co_await run_h2(conn);
   } else {
-    if (auto pipe = co_await run_h1(conn)) co_await splice_upgraded(conn, std::move(pipe));
+    if (auto pipe = co_await run_h1(conn)) {
+      // The pipe outlives this frame; it closes the connection when it ends.
+      start_upgraded(std::move(conn), std::move(pipe));
+      co_return;
+    }
   }
 
   // Bounded close_notify: a client that never answers must not hold us.

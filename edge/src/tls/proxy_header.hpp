@@ -8,6 +8,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "hearth/common/proxy_protocol.hpp"
@@ -21,6 +22,9 @@ struct ClientPeer {
   std::uint16_t port = 0;
   bool trusted = false;              // ip is one of the listener's trusted_proxies
   bool refuse_proxy_header = false;  // the listener takes PROXY, but not from this peer
+  // The client's place in the connection limits: given back when the last
+  // holder lets go (the session, or an upgraded pipe that outlives it).
+  std::shared_ptr<void> admission;
 };
 
 struct ProxyRead {

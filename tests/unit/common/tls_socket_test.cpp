@@ -286,3 +286,58 @@ TEST_CASE("TlsSocket: one write_some and one read_some move several records", "[
     CHECK(releases == (buffers == TlsSocket::Buffers::release_when_empty));
   }
 }
+
+namespace {
+
+asio::awaitable<void> wait_readable_once(TlsSocket* s, error_code* ec, bool* done) {
+  std::tie(*ec) = co_await s->async_wait_readable(tuple_awaitable);
+  *done = true;
+}
+
+}  // namespace
+
+TEST_CASE("TlsSocket: async_wait_readable waits for bytes, sees buffered ones, can be cancelled",
+          "[tls_socket]") {
+  Connected c;
+  error_code ec;
+  bool done = false;
+  // Nothing sent: the wait is still pending when the context runs out of work to do.
+  asio::co_spawn(c.io, wait_readable_once(&*c.server, &ec, &done), asio::detached);
+  c.io.run_for(std::chrono::milliseconds(100));
+  CHECK_FALSE(done);
+  // The peer writes: the wait completes, and the bytes are still there to read.
+  std::vector<char> data(3000, 'w');
+  error_code wec;
+  std::size_t wn = 0;
+  asio::co_spawn(c.io, write_some_once(&*c.client, &data, &wec, &wn), asio::detached);
+  for (int i = 0; i < 100 && !done; ++i) c.io.run_for(std::chrono::milliseconds(10));
+  REQUIRE(done);
+  CHECK_FALSE(ec);
+  CHECK_FALSE(wec);
+  // Read one byte: the rest of the record stays buffered in OpenSSL, so the
+  // next wait completes without the socket becoming readable again.
+  std::vector<char> one(1), rest(4000);
+  error_code rec;
+  std::size_t rn = 0;
+  c.io.restart();
+  run(c.io, read_some_once(&*c.server, &one, &rec, &rn));
+  REQUIRE(rn == 1);
+  done = false;
+  c.io.restart();
+  run(c.io, wait_readable_once(&*c.server, &ec, &done));
+  CHECK(done);
+  CHECK_FALSE(ec);
+  c.io.restart();
+  run(c.io, read_some_once(&*c.server, &rest, &rec, &rn));
+  CHECK(rn == data.size() - 1);
+  // A pending wait ends with operation_aborted on cancel().
+  done = false;
+  c.io.restart();
+  asio::co_spawn(c.io, wait_readable_once(&*c.server, &ec, &done), asio::detached);
+  c.io.run_for(std::chrono::milliseconds(50));
+  CHECK_FALSE(done);
+  c.server->cancel();
+  for (int i = 0; i < 100 && !done; ++i) c.io.run_for(std::chrono::milliseconds(10));
+  CHECK(done);
+  CHECK(ec == asio::error::operation_aborted);
+}

@@ -95,6 +95,15 @@ class TlsSocket {
         Op<true>{impl_, Kind::read, b.data(), b.size()}, token, impl_->sock);
   }
 
+  // Completes once a read can make progress: bytes are buffered in OpenSSL
+  // already, or the socket became readable. A reader that waits this way
+  // holds no buffer while nothing arrives (an idle WebSocket, issue 11).
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return boost::asio::async_compose<Token, void(error_code)>(
+        Op<false>{impl_, Kind::readable, nullptr, 0}, token, impl_->sock);
+  }
+
   // Small buffers of a sequence (Beast writes a response head and its body
   // as two) are gathered into one TLS record, as beast::flat_stream does for
   // asio::ssl::stream: one record and one send instead of two.
@@ -114,7 +123,7 @@ class TlsSocket {
 
  private:
   static constexpr std::size_t kCoalesce = 16 * 1024;  // one TLS record
-  enum class Kind { handshake, read, write, shutdown };
+  enum class Kind { handshake, read, write, shutdown, readable };
   enum class Want { done, read, write };
 
   struct Impl {
@@ -193,6 +202,10 @@ class TlsSocket {
           if (ec) {
             if (impl->timed_out) ec = make_timeout();
             finish(self, ec, 0);
+            return;
+          }
+          if (kind == Kind::readable) {  // the socket is readable: that was all
+            finish(self, {}, 0);
             return;
           }
           break;
