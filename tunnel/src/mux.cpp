@@ -45,9 +45,10 @@ StreamState::StreamState(std::shared_ptr<Connection> conn, std::uint32_t id)
     : conn_(std::move(conn)), id_(id) {}
 
 void StreamState::start_read(std::array<asio::mutable_buffer, kMaxIoBuffers> bufs,
-                             std::size_t count, IoHandler handler, asio::any_io_executor user_ex) {
+                             std::size_t count, IoHandler handler, asio::any_io_executor user_ex,
+                             bool wait_only) {
   asio::dispatch(conn_->ex_, [self = shared_from_this(), bufs, count, h = std::move(handler),
-                              ex = std::move(user_ex)]() mutable {
+                              ex = std::move(user_ex), wait_only]() mutable {
     if (self->read_handler_) {
       // Two reads at once is a caller bug; fail the second rather than lose it.
       std::optional<IoHandler> second;
@@ -57,6 +58,7 @@ void StreamState::start_read(std::array<asio::mutable_buffer, kMaxIoBuffers> buf
     }
     self->read_bufs_ = bufs;
     self->read_count_ = count;
+    self->read_wait_ = wait_only;
     self->read_handler_.emplace(std::move(h));
     self->read_ex_ = std::move(ex);
     self->do_read();
@@ -93,7 +95,12 @@ void StreamState::complete(std::optional<IoHandler>& h, asio::any_io_executor& e
 
 void StreamState::do_read() {
   if (!read_handler_) return;
-  if (recv_.size() > 0 || read_count_ == 0) {
+  if (read_wait_) {
+    if (recv_.size() > 0) {  // bytes to read: the waiter reads them next
+      complete(read_handler_, read_ex_, {}, 0);
+      return;
+    }
+  } else if (recv_.size() > 0 || read_count_ == 0) {
     std::size_t n = 0;
     auto src = recv_.data();
     for (std::size_t i = 0; i < read_count_ && src.size() > 0; ++i) {
@@ -102,7 +109,9 @@ void StreamState::do_read() {
       n += k;
     }
     recv_.consume(n);
-    if (recv_.size() == 0 && recv_.capacity() > kShrinkAbove) recv_.shrink_to_fit();
+    // Emptied: give the buffer back. Most DATA goes straight into a waiting
+    // reader's buffer (on_data); this one held only what arrived while nobody read.
+    if (recv_.size() == 0) recv_.shrink_to_fit();
     on_consumed(n);
     complete(read_handler_, read_ex_, {}, n);
     return;
@@ -117,7 +126,7 @@ void StreamState::do_read() {
 
 void StreamState::on_data(std::span<const std::uint8_t> payload) {
   std::size_t n = 0;
-  if (read_handler_ && recv_.size() == 0 && read_count_ > 0) {
+  if (read_handler_ && !read_wait_ && recv_.size() == 0 && read_count_ > 0) {
     // A reader waits: its buffers take the bytes straight from the decrypted
     // record. One copy less on the data path, and a stream whose reader keeps
     // up (an idle WebSocket) never allocates recv_ at all (issue 11).

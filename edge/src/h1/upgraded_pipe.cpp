@@ -11,8 +11,9 @@
 //
 // Each direction is one read in flight, the next only after the opposite
 // write completed (backpressure, as in the exchange), with a buffer that
-// starts at 512 bytes and doubles while reads fill it. The client side gives
-// its buffer back while the client is quiet (TlsSocket::async_wait_readable).
+// starts at 512 bytes and doubles while reads fill it. Each side gives its
+// buffer back while its peer is quiet (TlsSocket::async_wait_readable,
+// TunnelStream::async_wait_readable): an idle WebSocket holds no buffer.
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -131,7 +132,20 @@ class Splice : public std::enable_shared_from_this<Splice> {
 
   // tunnel -> client
   void read_tunnel() {
-    if (down_.empty()) down_.resize(kPipeInitial);
+    if (tunnel_drained_) {
+      // As on the client side: wait for the service's next bytes without a buffer.
+      down_ = std::vector<char>();
+      pipe_.stream.async_wait_readable([self = shared_from_this()](error_code ec, std::size_t) {
+        if (ec) {
+          self->on_tunnel_read(ec, 0);
+          return;
+        }
+        self->tunnel_drained_ = false;
+        self->read_tunnel();
+      });
+      return;
+    }
+    if (down_.empty()) down_.resize(down_size_);
     pipe_.stream.async_read_some(
         asio::buffer(down_),
         [self = shared_from_this()](error_code ec, std::size_t n) { self->on_tunnel_read(ec, n); });
@@ -144,6 +158,7 @@ class Splice : public std::enable_shared_from_this<Splice> {
       return;
     }
     touch();
+    tunnel_drained_ = n < down_.size();
     pipe_.bytes_out += n;
     conn_->shared->metrics.bytes_to_clients.fetch_add(n, std::memory_order_relaxed);
     asio::async_write(conn_->tls, asio::buffer(down_.data(), n),
@@ -157,7 +172,10 @@ class Splice : public std::enable_shared_from_this<Splice> {
       end_down();
       return;
     }
-    if (!leftover && n == down_.size() && down_.size() < kPipeMax) down_.resize(down_.size() * 2);
+    if (!leftover && n == down_.size() && down_size_ < kPipeMax) {
+      down_size_ *= 2;
+      down_.resize(down_size_);
+    }
     read_tunnel();
   }
 
@@ -223,9 +241,11 @@ class Splice : public std::enable_shared_from_this<Splice> {
   std::chrono::steady_clock::time_point last_;
   std::vector<char> up_;                // client -> tunnel; released while the client is quiet
   std::size_t up_size_ = kPipeInitial;  // what up_ grew to
-  std::vector<char> down_;              // tunnel -> client
+  std::vector<char> down_;              // tunnel -> client; released while the service is quiet
+  std::size_t down_size_ = kPipeInitial;
   error_code client_ec_;         // a read that also brought bytes: acted on after their write
   bool client_drained_ = false;  // the last read emptied what had arrived
+  bool tunnel_drained_ = false;
   bool up_done_ = false;
   bool down_done_ = false;
 };

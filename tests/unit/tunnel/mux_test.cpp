@@ -338,3 +338,52 @@ TEST_CASE("an OPEN that crosses the origin's GOAWAY is refused as draining, not 
   CHECK(ec == make_error_code(Errc::draining));
   CHECK(origin->closed());
 }
+
+namespace {
+
+// Waits for readability, then reads what is there; `waited` counts the waits
+// that completed with nothing consumed.
+asio::awaitable<void> wait_then_read(std::shared_ptr<Connection> conn, std::string* got, int* waits,
+                                     error_code* end) {
+  auto ex = co_await asio::this_coro::executor;
+  auto s = conn->open_stream(Open{"h", "/echo", "c", StreamKind::websocket}, ex);
+  if (!s) co_return;
+  const std::string msg = "hello through a wait";
+  co_await asio::async_write(*s, asio::buffer(msg), tuple_awaitable);
+  s->shutdown_send();  // the echo answers, then FINs
+  for (;;) {
+    auto [wec, wn] = co_await s->async_wait_readable(tuple_awaitable);
+    if (wec) {
+      *end = wec;
+      co_return;
+    }
+    ++*waits;
+    if (wn != 0) co_return;  // a wait never consumes
+    char buf[4];             // small: the rest stays for the next wait and read
+    auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), tuple_awaitable);
+    if (ec) {
+      *end = ec;
+      co_return;
+    }
+    got->append(buf, n);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("async_wait_readable: waits without a buffer, never consumes, ends with EOF",
+          "[tunnel][mux]") {
+  Pair p;
+  make_pair(p);
+  std::string got;
+  int waits = 0;
+  error_code end;
+  asio::co_spawn(p.io, wait_then_read(p.edge, &got, &waits, &end), asio::detached);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!end && std::chrono::steady_clock::now() < deadline) {
+    p.io.run_for(std::chrono::milliseconds(20));
+  }
+  CHECK(got == "hello through a wait");
+  CHECK(waits >= 5);  // 20 bytes in 4-byte reads: a wait before each
+  CHECK(end == asio::error::eof);
+}

@@ -72,8 +72,10 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
   const std::shared_ptr<Connection>& connection() const { return conn_; }
 
   // Entry points, callable from any thread.
+  // wait_only: complete (with 0 bytes) once there is something to read, or
+  // with the error or EOF a read would see; nothing is consumed.
   void start_read(std::array<asio::mutable_buffer, kMaxIoBuffers> bufs, std::size_t count,
-                  IoHandler handler, asio::any_io_executor user_ex);
+                  IoHandler handler, asio::any_io_executor user_ex, bool wait_only = false);
   void start_write(std::array<asio::const_buffer, kMaxIoBuffers> bufs, std::size_t count,
                    IoHandler handler, asio::any_io_executor user_ex);
   void shutdown_send();
@@ -126,6 +128,7 @@ class StreamState : public std::enable_shared_from_this<StreamState> {
 
   std::array<asio::mutable_buffer, kMaxIoBuffers> read_bufs_{};
   std::size_t read_count_ = 0;
+  bool read_wait_ = false;  // the pending read only waits (TunnelStream::async_wait_readable)
   // optional + emplace: Boost 1.81's any_completion_handler move-assignment
   // recurses forever (it wraps `other` as an lvalue), so never assign one.
   std::optional<IoHandler> read_handler_;
@@ -185,6 +188,25 @@ class TunnelStream {
           s->start_read(bufs, n, IoHandler(std::move(handler)), io_ex);
         },
         token, state_, ex_, buffers);
+  }
+
+  // Completes (0 bytes) once a read would find bytes, or with the error or
+  // EOF a read would get: a reader that waits this way holds no buffer while
+  // nothing arrives (an idle WebSocket, issue 11).
+  template <class Token>
+  auto async_wait_readable(Token&& token) {
+    return asio::async_initiate<Token, void(error_code, std::size_t)>(
+        [](auto handler, std::shared_ptr<StreamState> s, executor_type ex) {
+          auto io_ex = asio::get_associated_executor(handler, ex);
+          if (!s) {
+            asio::post(io_ex, [h = std::move(handler)]() mutable {
+              std::move(h)(asio::error::bad_descriptor, 0);
+            });
+            return;
+          }
+          s->start_read({}, 0, IoHandler(std::move(handler)), io_ex, true);
+        },
+        token, state_, ex_);
   }
 
   template <class ConstBufferSequence, class Token>
