@@ -27,7 +27,8 @@ the process down).
 
 --idle N opens N WebSockets (wss, python3-websockets) through the edge, leaves them idle
 and prints the edge's RSS growth per connection; with --heaptrack the edge runs under
-heaptrack and the heap it holds per connection is printed by allocation site.
+heaptrack and the heap it holds with the connections open (killed there, so what it holds
+is reported as "leaked") is printed by allocation site.
 
 For a before/after, run it on two bin dirs one after the other, several times
 (the machine's load moves both alike then). bench/run gives the same rows against
@@ -206,12 +207,15 @@ def edge_pid():
     raise SystemExit("no hearth-edge process under heaptrack")
 
 
-def heaptrack_report(pid, *args):
-    """Stop the edge under heaptrack (so it writes its data) and print that data."""
-    os.kill(pid, signal.SIGTERM)
+def heaptrack_report(pid, *args, kill=False):
+    """Stop the edge under heaptrack (so it writes its data) and print that data.
+    kill: SIGKILL instead of SIGTERM, so the heap as it is now (idle connections
+    held) is what heaptrack reports as leaked, not a peak reached while the
+    connections are being closed at shutdown."""
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     edge.p.wait(timeout=60)
     data = [f for f in os.listdir(h.tmp) if f.startswith("heaptrack-edge")][0]
-    argv = ["heaptrack_print", "--print-allocators", "0", "--print-leaks", "0",
+    argv = ["heaptrack_print", "--print-allocators", "0", "--print-leaks", "1" if kill else "0",
             "--print-temporary", "0", "--print-histogram", ""] + list(args)
     return subprocess.run(argv + ["-f", os.path.join(h.tmp, data)], capture_output=True,
                           text=True, timeout=600).stdout
@@ -245,7 +249,7 @@ if idle:
         print("  %d idle WSS: edge RSS %d -> %d kB, %.1f KB per connection"
               % (idle, before, after, (after - before) * 1024 / 1000 / idle), flush=True)
         if use_heaptrack:
-            out = heaptrack_report(pid, "--print-peaks", "1", "--peak-limit", "40")
+            out = heaptrack_report(pid, "--print-peaks", "0", "--peak-limit", "40", kill=True)
             dest = os.environ.get("HEAPTRACK_OUT", "/tmp/heaptrack-idle.txt")
             with open(dest, "w") as f:
                 f.write(out)
