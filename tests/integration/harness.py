@@ -858,6 +858,23 @@ def ws_protocol_class():
     return FrameLoggingClient
 
 
+def ws_upgrade_raw(sock, path="/signaling", host="app.test", extra=b""):
+    """Send a WebSocket upgrade request on a raw (TLS) socket, with `extra` bytes in
+    the same write; wait for the 101 and return the bytes that came after its head."""
+    import base64
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n" % (path, host, key)).encode() + extra)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        expect(chunk, "connection closed before the 101")
+        head += chunk
+    expect(head.startswith(b"HTTP/1.1 101"), "upgrade answer: %r" % head[:40])
+    return head.split(b"\r\n\r\n", 1)[1]
+
+
 def ws_connect(path, cafile, connect_host, port, host="app.test", **kw):
     """websockets.connect() to wss://host:port/path, TCP to connect_host:port."""
     import websockets

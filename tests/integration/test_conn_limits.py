@@ -15,13 +15,12 @@
   close.
 """
 
-import os
 import re
 import socket
 import time
 import urllib.request
 
-from harness import rss_kb, Harness, TestRun, expect, expect_eq, wait_until
+from harness import rss_kb, Harness, TestRun, expect, expect_eq, wait_until, ws_upgrade_raw
 
 run = TestRun("conn_limits")
 run.require_binaries()
@@ -105,23 +104,13 @@ def per_ip_concurrent_cap():
 
 @run.case
 def websockets_keep_their_place():
-    import base64
     ctx = h.ssl_context()
     socks = []
     try:
         for _ in range(4):
             t = ctx.wrap_socket(connect_from("127.0.0.6"), server_hostname="app.test")
             socks.append(t)
-            key = base64.b64encode(os.urandom(16)).decode()
-            t.sendall(("GET /signaling HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                       "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = t.recv(4096)
-                expect(chunk, "connection closed before the 101")
-                head += chunk
-            expect(head.startswith(b"HTTP/1.1 101"), "upgrade answer: %r" % head[:40])
+            ws_upgrade_raw(t)
         time.sleep(0.2)
         fifth = connect_from("127.0.0.6")
         expect(closed_by_peer(fifth), "a fifth connection beside 4 open WebSockets is closed")

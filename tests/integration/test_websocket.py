@@ -11,7 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, TestRun, expect, expect_eq, ws_connect, ws_echo_check  # noqa: E402
+from harness import (Harness, TestRun, expect, expect_eq, ws_connect, ws_echo_check,
+                     ws_upgrade_raw)  # noqa: E402
 
 SIZES = (1, 1024, 65536, 1 << 20)
 
@@ -145,7 +146,6 @@ def main():
     def client_vanishing_closes_the_service_side():
         # A client that drops TCP (no close frame, no close_notify) must not
         # leave the service's WebSocket open until websocket_idle_timeout.
-        import base64
         import json as _json
         import urllib.request
 
@@ -161,16 +161,7 @@ def main():
         expect_eq(before, 0, "service-side WebSockets still open from the cases before")
         sock = h.tls_socket()
         try:
-            key = base64.b64encode(os.urandom(16)).decode()
-            sock.sendall(("GET /signaling HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n"
-                          "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                          "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = sock.recv(4096)
-                expect(chunk, "connection closed before the 101")
-                head += chunk
-            expect(head.startswith(b"HTTP/1.1 101"), "upgrade answer: %r" % head[:40])
+            ws_upgrade_raw(sock)
             deadline = time.monotonic() + 5
             while ws_open() != before + 1 and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -183,22 +174,6 @@ def main():
         expect_eq(ws_open(), before, "service-side WebSockets open 10 s after the client vanished")
         print("  service saw the vanished client's WebSocket close after %.0f ms"
               % ((time.monotonic() - t0) * 1000))
-
-    def raw_upgrade(sock, extra=b""):
-        """The upgrade request, with `extra` bytes in the same write; returns what
-        came after the 101's head."""
-        import base64
-        key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(("GET /signaling HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n" % key).encode() + extra)
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = sock.recv(4096)
-            expect(chunk, "connection closed before the 101")
-            head += chunk
-        expect(head.startswith(b"HTTP/1.1 101"), "upgrade answer: %r" % head[:40])
-        return head.split(b"\r\n\r\n", 1)[1]
 
     def masked_frame(payload, opcode=0x1):
         mask = os.urandom(4)
@@ -232,7 +207,7 @@ def main():
         sock = h.tls_socket()
         try:
             frames = [masked_frame(b"early-%d-" % i + b"x" * (i * 300)) for i in range(3)]
-            rest = raw_upgrade(sock, b"".join(frames))
+            rest = ws_upgrade_raw(sock, extra=b"".join(frames))
             for i in range(3):
                 op, payload, rest = read_frame(sock, rest)
                 expect_eq((op, payload), (1, b"early-%d-" % i + b"x" * (i * 300)),

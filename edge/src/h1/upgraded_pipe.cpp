@@ -226,13 +226,7 @@ class Splice : public std::enable_shared_from_this<Splice> {
                           pipe_.bytes_in,
                           pipe_.bytes_out});
     pipe_.stream.close();
-    // Bounded close_notify, as https_session does for the other connections:
-    // a client that never answers must not hold us.
-    conn_->tls.expires_after(std::chrono::seconds(3));
-    conn_->tls.async_shutdown([self = shared_from_this()](error_code) {
-      error_code ignored;
-      self->conn_->tls.socket().close(ignored);
-    });
+    close_client(conn_);
   }
 
   std::shared_ptr<ClientConn> conn_;

@@ -38,13 +38,16 @@ struct ClientConn {
 
 // The HTTP/1.1 front end (h1/h1_session.cpp) and the HTTP/2 one
 // (h2/h2_session.cpp); each returns when the connection is over, without
-// closing the socket (https_session does that, bounded).
+// closing the socket (close_client does that, bounded).
 // run_h1 returns the connection's upgraded pipe when a request ended in a
 // 101 (nullptr otherwise); start_upgraded (h1/upgraded_pipe.cpp) runs it on
-// its own, until both directions ended, then closes the connection (bounded
-// close_notify) itself: the HTTPS session's frame is gone by then.
+// its own, until both directions ended, then calls close_client itself: the
+// HTTPS session's frame is gone by then.
 asio::awaitable<std::unique_ptr<UpgradedPipe>> run_h1(std::shared_ptr<ClientConn> conn);
 void start_upgraded(std::shared_ptr<ClientConn> conn, std::unique_ptr<UpgradedPipe> pipe);
+// The end of every client connection: close_notify bounded to 3 s, then close
+// (https_session.cpp). Holds the connection until then.
+void close_client(std::shared_ptr<ClientConn> conn);
 asio::awaitable<void> run_h2(std::shared_ptr<ClientConn> conn);
 
 }  // namespace hearth::edge

@@ -47,10 +47,17 @@ asio::awaitable<void> https_session(std::shared_ptr<EdgeShared> shared, tcp::soc
     }
   }
 
+  close_client(std::move(conn));
+}
+
+void close_client(std::shared_ptr<ClientConn> conn) {
   // Bounded close_notify: a client that never answers must not hold us.
   conn->tls.expires_after(std::chrono::seconds(3));
-  co_await conn->tls.async_shutdown(tuple_awaitable);
-  conn->tls.socket().close(ec);
+  auto& tls = conn->tls;
+  tls.async_shutdown([conn = std::move(conn)](error_code) {
+    error_code ignored;
+    conn->tls.socket().close(ignored);
+  });
 }
 
 }  // namespace hearth::edge
