@@ -34,11 +34,6 @@ std::size_t ConnectionLimiter::Hash::operator()(const policy::ClientKey& k) cons
   return static_cast<std::size_t>(h);
 }
 
-std::size_t worker_for(const policy::ClientKey& key, std::size_t workers) {
-  if (workers <= 1) return 0;
-  return ConnectionLimiter::Hash{}(key) % workers;
-}
-
 void ConnectionLimiter::refill(Entry& e, const config::RateLimit& limit,
                                Clock::time_point now) const {
   const double dt = std::chrono::duration<double>(now - e.last).count();

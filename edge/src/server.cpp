@@ -154,7 +154,7 @@ class Edge {
   }
   bool listen(tcp::acceptor& acc, const config::Endpoint& ep, std::string_view kind);
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, int kind);
-  void start_client(tcp::socket sock, int kind);  // issue 9: limits, then a pinned worker
+  void start_client(tcp::socket sock, int kind);  // issue 9: limits, then a worker
   // Issue 9: a trusted load balancer's PROXY header, read on the control thread.
   asio::awaitable<void> proxied_client(tcp::socket sock, int kind, ClientPeer peer);
   void admit_client(tcp::socket sock, int kind, const asio::ip::address& address, ClientPeer peer);
@@ -268,8 +268,7 @@ asio::awaitable<void> Edge::accept_loop(tcp::acceptor& acc, int kind) {
 }
 
 // Issue 9: the connection limits (conn_limits.hpp) before any TLS work, then
-// the worker chosen by the client's address, so all of a client's connections
-// share one worker's policy shard (exact per-client rate limits without locks).
+// the next worker in turn (the request policies' buckets are shared by all).
 void Edge::start_client(tcp::socket sock, int kind) {
   const auto cfg = shared_->config();
   error_code ec;
@@ -339,7 +338,10 @@ void Edge::admit_client(tcp::socket sock, int kind, const asio::ip::address& add
     sock.close(ec);
     return;
   }
-  auto& worker = *workers_[worker_for(key, workers_.size())];
+  // Any worker: a client's rate buckets are in the shared PolicyTable, so its
+  // connections spread like everyone else's (pinning them by address put a
+  // single busy client, or a benchmark, on one core).
+  auto& worker = next_worker();
   const auto protocol = sock.local_endpoint(ec).protocol();
   const auto fd = sock.release(ec);
   tcp::socket moved(worker);

@@ -14,6 +14,7 @@
 
 #include "hearth/config/config.hpp"
 #include "hearth/edge/metrics.hpp"
+#include "hearth/edge/policy.hpp"
 #include "hearth/edge/registry.hpp"
 #include "tls/proxy_header.hpp"
 
@@ -83,6 +84,8 @@ class EdgeShared {
   }
 
   Registry registry;
+  // Rate buckets and the Basic credential cache of every worker (policy.hpp).
+  policy::PolicyTable policies;
   Metrics metrics;
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> next_id{1};

@@ -103,6 +103,11 @@ rate = "1/m"
 burst = 2
 
 [[policies]]
+host = "many.app.test"
+rate = "1/m"
+burst = 6
+
+[[policies]]
 host = "slow.app.test"
 path = "/slow"
 response_header_timeout = "1s"
@@ -178,6 +183,30 @@ def seed_000_api_rate_limit():
         expect_eq(ok + len(limited), 150, "%s: 200s + 429s" % proto)
         expect(all(len(l.split()) == 2 and int(l.split()[1]) >= 1 for l in limited),
                "%s: every 429 carries Retry-After: %r" % (proto, limited[:3]))
+
+
+@run.case
+def one_client_many_connections_one_limit():
+    # A browser or a script opens many connections at once; they land on
+    # different workers, and the client still gets exactly its burst (6, then
+    # 1/m), not a burst per worker.
+    import concurrent.futures
+    src = fresh_client_ip(40)
+    for n, proto in enumerate(PROTOS):
+        host = "many.app.test"
+
+        def one(_):
+            r = h.curl(proto, "--interface", src, "-o", "/dev/null", "-w", "%{http_code}",
+                       h.url("/headers", host=host), host=host, timeout=20)
+            return r.stdout.strip()
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            codes = list(pool.map(one, range(12 if n == 0 else 4)))
+        if n == 0:
+            expect_eq(sorted(codes), ["200"] * 6 + ["429"] * 6,
+                      "%s: 12 connections at once from one client" % proto)
+        else:
+            expect_eq(codes, ["429"] * 4, "%s: the same client's bucket, from another "
+                      "protocol's connections" % proto)
 
 
 @run.case

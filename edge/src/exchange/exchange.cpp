@@ -295,9 +295,8 @@ asio::awaitable<bool> Exchange::run() {
   {
     error_code aec;
     auto addr = asio::ip::make_address(env_.client_ip, aec);
-    auto gate =
-        policy::on_request_head(*cfg_, *host, req.base(), policy::client_info(addr),
-                                policy::shard_for_this_thread(), std::chrono::steady_clock::now());
+    auto gate = policy::on_request_head(*cfg_, *host, req.base(), policy::client_info(addr),
+                                        env_.shared->policies, std::chrono::steady_clock::now());
     policy_ = gate.policy;
     down_.set_body_limit(gate.body_limit);
     down_.set_idle_timeout(idle_timeout());

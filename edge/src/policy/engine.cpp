@@ -126,7 +126,7 @@ bool content_length_over(const http::request_header<>& req, std::uint64_t limit)
 enum class AuthResult { ok, missing, bad };
 
 AuthResult check_basic(const config::BasicAuth& auth, std::string_view header,
-                       std::uint64_t policy_id, const ClientInfo& client, PolicyShard& shard,
+                       std::uint64_t policy_id, const ClientInfo& client, PolicyTable& table,
                        Clock::time_point now, bool& limited) {
   header = trim(header);
   if (header.empty()) return AuthResult::missing;
@@ -145,18 +145,18 @@ AuthResult check_basic(const config::BasicAuth& auth, std::string_view header,
   const config::HtpasswdUser& entry = known ? *it : auth.users.front();
   const auto key = auth_cache_key(entry, header);
   const bool cacheable = known && key != std::array<std::uint8_t, 32>{};
-  if (cacheable && shard.auth_cached(key, now)) return AuthResult::ok;
+  if (cacheable && table.auth_cached(key, now)) return AuthResult::ok;
   // Not verified lately: a client that keeps failing is refused before its
   // password costs a hash.
   const std::uint64_t failure_id = policy_id ^ 0x9e3779b97f4a7c15ull;
-  if (!shard.take(failure_id, client.key, kAuthFailureLimit, now).allowed) {
+  if (!table.take(failure_id, client.key, kAuthFailureLimit, now).allowed) {
     limited = true;
     return AuthResult::bad;
   }
   if (password_matches(decoded->substr(colon + 1), entry.hash) && known) {
     // The token taken above was a failure allowance: give it back.
-    shard.refund(failure_id, client.key, kAuthFailureLimit);
-    if (cacheable) shard.auth_remember(key, now);
+    table.refund(failure_id, client.key, kAuthFailureLimit);
+    if (cacheable) table.auth_remember(key, now);
     return AuthResult::ok;
   }
   return AuthResult::bad;
@@ -223,7 +223,7 @@ std::uint64_t policy_key(const config::Policy& policy) {
 
 std::optional<LocalReply> check_request(const config::Policy& policy,
                                         const http::request_header<>& req, const ClientInfo& client,
-                                        PolicyShard& shard, Clock::time_point now) {
+                                        PolicyTable& table, Clock::time_point now) {
   // 1. Access lists: deny wins; a non-empty allow list admits only its ranges.
   for (const auto& range : policy.deny) {
     if (range.contains(client.address)) return reply(http::status::forbidden, "denied address");
@@ -236,7 +236,7 @@ std::optional<LocalReply> check_request(const config::Policy& policy,
   // 2. Rate.
   const std::uint64_t id = policy_key(policy);
   if (policy.rate) {
-    const auto t = shard.take(id, client.key, *policy.rate, now);
+    const auto t = table.take(id, client.key, *policy.rate, now);
     if (!t.allowed) {
       auto r = reply(http::status::too_many_requests, "rate limit");
       r.retry_after = t.retry_after;
@@ -247,14 +247,14 @@ std::optional<LocalReply> check_request(const config::Policy& policy,
   if (policy.basic_auth) {
     bool limited = false;
     const auto result = check_basic(*policy.basic_auth, req[http::field::authorization], id, client,
-                                    shard, now, limited);
+                                    table, now, limited);
     if (result != AuthResult::ok) {
       if (limited) {
         auto r = reply(http::status::too_many_requests, "too many failed logins");
         r.retry_after = static_cast<unsigned>(1.0 / kAuthFailureLimit.per_second);
         return r;
       }
-      if (result == AuthResult::bad && policy.rate) shard.charge(id, client.key, *policy.rate, now);
+      if (result == AuthResult::bad && policy.rate) table.charge(id, client.key, *policy.rate, now);
       auto r = reply(http::status::unauthorized,
                      result == AuthResult::missing ? "no credentials" : "bad credentials");
       r.www_authenticate = "Basic realm=\"" + policy.basic_auth->realm + "\", charset=\"UTF-8\"";
@@ -299,7 +299,7 @@ void decorate_local_reply(const config::Policy* policy, http::response<http::str
 
 RequestDecision on_request_head(const config::EdgeConfig& cfg, std::string_view host,
                                 http::request_header<>& req, const ClientInfo& client,
-                                PolicyShard& shard, Clock::time_point now) {
+                                PolicyTable& table, Clock::time_point now) {
   RequestDecision d;
   d.body_limit = cfg.max_body_size;
   const auto normalized = normalize_target(origin_form_target(req.target()));
@@ -322,7 +322,7 @@ RequestDecision on_request_head(const config::EdgeConfig& cfg, std::string_view 
     return d;
   }
   if (d.policy->max_body_size) d.body_limit = *d.policy->max_body_size;
-  d.reply = check_request(*d.policy, req, client, shard, now);
+  d.reply = check_request(*d.policy, req, client, table, now);
   if (!d.reply && content_length_over(req, d.body_limit)) {
     d.reply = reply(http::status::payload_too_large, "body over max_body_size");
   }

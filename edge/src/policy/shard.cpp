@@ -1,4 +1,5 @@
-// PolicyShard: per-worker token buckets and the Basic credential cache.
+// PolicyShard: token buckets and the Basic credential cache; PolicyTable: the
+// edge's striped, locked set of them, shared by the workers.
 
 #include <algorithm>
 #include <cmath>
@@ -38,8 +39,9 @@ std::size_t PolicyShard::AuthHash::operator()(
   return h;
 }
 
-PolicyShard::PolicyShard(std::size_t max_entries)
-    : max_entries_(std::max<std::size_t>(max_entries, 2)) {}
+PolicyShard::PolicyShard(std::size_t max_entries, std::size_t auth_entries)
+    : max_entries_(std::max<std::size_t>(max_entries, 2)),
+      auth_entries_(std::max<std::size_t>(auth_entries, 1)) {}
 
 PolicyShard::Bucket& PolicyShard::bucket(const Key& key, const config::RateLimit& limit,
                                          Clock::time_point now) {
@@ -124,18 +126,76 @@ bool PolicyShard::auth_cached(const std::array<std::uint8_t, 32>& key,
 }
 
 void PolicyShard::auth_remember(const std::array<std::uint8_t, 32>& key, Clock::time_point now) {
-  if (auth_.size() >= kAuthCacheEntries) {
+  if (auth_.size() >= auth_entries_) {
     for (auto it = auth_.begin(); it != auth_.end();) {
       it = now - it->second >= kAuthCacheTtl ? auth_.erase(it) : std::next(it);
     }
-    if (auth_.size() >= kAuthCacheEntries) auth_.clear();
+    if (auth_.size() >= auth_entries_) auth_.clear();
   }
   auth_[key] = now;
 }
 
-PolicyShard& shard_for_this_thread() {
-  thread_local PolicyShard shard;
-  return shard;
+PolicyTable::PolicyTable(std::size_t max_entries, std::size_t auth_entries) {
+  stripes_.reserve(kStripes);
+  for (std::size_t i = 0; i < kStripes; ++i) {
+    stripes_.push_back(std::make_unique<Stripe>((max_entries + kStripes - 1) / kStripes,
+                                                (auth_entries + kStripes - 1) / kStripes));
+  }
+}
+
+PolicyTable::Stripe& PolicyTable::stripe_of(const ClientKey& client) {
+  std::uint64_t a = 0, b = 0;
+  std::memcpy(&a, client.data(), 8);
+  std::memcpy(&b, client.data() + 8, 8);
+  std::uint64_t h = (a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full);
+  h ^= h >> 33;
+  return *stripes_[h % kStripes];
+}
+
+PolicyTable::Stripe& PolicyTable::stripe_of(const std::array<std::uint8_t, 32>& auth_key) {
+  return *stripes_[auth_key[0] % kStripes];  // already a SHA-256
+}
+
+PolicyShard::Take PolicyTable::take(std::uint64_t policy_id, const ClientKey& client,
+                                    const config::RateLimit& limit, Clock::time_point now) {
+  Stripe& s = stripe_of(client);
+  std::lock_guard lock(s.mu);
+  return s.shard.take(policy_id, client, limit, now);
+}
+
+void PolicyTable::charge(std::uint64_t policy_id, const ClientKey& client,
+                         const config::RateLimit& limit, Clock::time_point now) {
+  Stripe& s = stripe_of(client);
+  std::lock_guard lock(s.mu);
+  s.shard.charge(policy_id, client, limit, now);
+}
+
+void PolicyTable::refund(std::uint64_t policy_id, const ClientKey& client,
+                         const config::RateLimit& limit) {
+  Stripe& s = stripe_of(client);
+  std::lock_guard lock(s.mu);
+  s.shard.refund(policy_id, client, limit);
+}
+
+bool PolicyTable::auth_cached(const std::array<std::uint8_t, 32>& key, Clock::time_point now) {
+  Stripe& s = stripe_of(key);
+  std::lock_guard lock(s.mu);
+  return s.shard.auth_cached(key, now);
+}
+
+void PolicyTable::auth_remember(const std::array<std::uint8_t, 32>& key, Clock::time_point now) {
+  Stripe& s = stripe_of(key);
+  std::lock_guard lock(s.mu);
+  s.shard.auth_remember(key, now);
+}
+
+std::size_t PolicyTable::size() {
+  std::size_t n = 0;
+  for (auto& s : stripes_) {
+    std::lock_guard lock(s->mu);
+    n += s->shard.size();
+  }
+  return n;
 }
 
 }  // namespace hearth::edge::policy

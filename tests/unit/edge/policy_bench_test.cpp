@@ -30,7 +30,7 @@ TEST_CASE("policy bench: CPU per request and memory per client", "[.policy_bench
   auth.users = {{"bench", crypt_r("pw", salt, &data)}};
   p.basic_auth = auth;
   cfg.policies.push_back(p);
-  policy::PolicyShard shard;
+  policy::PolicyTable table;
   const auto client = policy::client_info(boost::asio::ip::make_address("192.0.2.1"));
   constexpr int n = 200000;
   const std::clock_t c0 = std::clock();
@@ -40,7 +40,7 @@ TEST_CASE("policy bench: CPU per request and memory per client", "[.policy_bench
     req.target("/status/204?x=1");
     req.set(http::field::host, "app.test");
     req.set(http::field::authorization, "Basic YmVuY2g6cHc=");
-    auto d = policy::on_request_head(cfg, "app.test", req, client, shard,
+    auto d = policy::on_request_head(cfg, "app.test", req, client, table,
                                      std::chrono::steady_clock::now());
     REQUIRE(!d.reply);
     http::response_header<> res;

@@ -4,10 +4,12 @@
 
 #include <crypt.h>
 
+#include <atomic>
 #include <boost/asio/ip/address.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "hearth/common/route_match.hpp"
 
@@ -190,6 +192,41 @@ TEST_CASE("PolicyShard: token bucket, Retry-After, bounded table", "[policy][edg
   CHECK_FALSE(keep.take(9, c, slow_burst, t0 + 50s).allowed);  // remembered: still empty
 }
 
+TEST_CASE("PolicyTable: one client's limit is exact across threads; bounded", "[policy][edge]") {
+  // Workers share the table (connections are not pinned by address): two
+  // threads taking from one client's bucket at once get exactly its burst.
+  policy::PolicyTable table(1600);
+  const RateLimit limit{1.0 / 3600, 500};  // no refill during the test
+  const auto c = client("192.0.2.1").key;
+  const auto t0 = policy::Clock::time_point{} + 1h;
+  std::atomic<int> allowed{0};
+  auto hammer = [&] {
+    for (int i = 0; i < 2000; ++i) allowed += table.take(7, c, limit, t0).allowed;
+  };
+  std::thread a(hammer), b(hammer);
+  a.join();
+  b.join();
+  CHECK(allowed.load() == 500);
+  table.refund(7, c, limit);
+  CHECK(table.take(7, c, limit, t0).allowed);
+  CHECK_FALSE(table.take(7, c, limit, t0).allowed);
+  // A credential verified on one worker is cached for the others.
+  std::array<std::uint8_t, 32> key{};
+  key[0] = 42;
+  CHECK_FALSE(table.auth_cached(key, t0));
+  std::thread([&] { table.auth_remember(key, t0); }).join();
+  CHECK(table.auth_cached(key, t0 + 1s));
+  // The whole table stays within its bound, however many clients.
+  for (unsigned i = 0; i < 20000; ++i) {
+    policy::ClientKey k{};
+    k[0] = static_cast<std::uint8_t>(i);
+    k[1] = static_cast<std::uint8_t>(i >> 8);
+    table.take(1, k, limit, t0);
+  }
+  CHECK(table.size() <= 1600u);
+  CHECK(table.size() >= 1000u);
+}
+
 TEST_CASE("check_request: order deny, allow, rate, auth, body", "[policy][edge]") {
   Policy p;
   p.id = "t";
@@ -202,32 +239,32 @@ TEST_CASE("check_request: order deny, allow, rate, auth, body", "[policy][edge]"
                 {"bob", make_hash("$y$", "yes-pw")}};
   p.basic_auth = auth;
   p.max_body_size = 100;
-  policy::PolicyShard shard;
+  policy::PolicyTable table;
   auto now = policy::Clock::time_point{} + 1h;
   http::request_header<> req;
   req.method(http::verb::get);
   req.target("/");
 
-  auto denied = policy::check_request(p, req, client("192.0.2.66"), shard, now);
+  auto denied = policy::check_request(p, req, client("192.0.2.66"), table, now);
   REQUIRE(denied);
   CHECK(denied->status == http::status::forbidden);
-  auto outside = policy::check_request(p, req, client("198.51.100.1"), shard, now);
+  auto outside = policy::check_request(p, req, client("198.51.100.1"), table, now);
   REQUIRE(outside);
   CHECK(outside->status == http::status::forbidden);
 
-  auto none = policy::check_request(p, req, client("192.0.2.1"), shard, now);
+  auto none = policy::check_request(p, req, client("192.0.2.1"), table, now);
   REQUIRE(none);
   CHECK(none->status == http::status::unauthorized);
   CHECK(none->www_authenticate == "Basic realm=\"admin area\", charset=\"UTF-8\"");
 
   now += 10s;
   req.set(http::field::authorization, basic("alice:bcrypt-pw"));
-  CHECK_FALSE(policy::check_request(p, req, client("192.0.2.1"), shard, now));
+  CHECK_FALSE(policy::check_request(p, req, client("192.0.2.1"), table, now));
   req.set(http::field::authorization, basic("bob:yes-pw"));
-  CHECK_FALSE(policy::check_request(p, req, client("192.0.2.1"), shard, now));
+  CHECK_FALSE(policy::check_request(p, req, client("192.0.2.1"), table, now));
   req.set(http::field::authorization, "basic " + basic("bob:yes-pw").substr(6));
-  CHECK_FALSE(policy::check_request(p, req, client("192.0.2.1"), shard, now));  // cached
-  auto limited = policy::check_request(p, req, client("192.0.2.1"), shard, now);
+  CHECK_FALSE(policy::check_request(p, req, client("192.0.2.1"), table, now));  // cached
+  auto limited = policy::check_request(p, req, client("192.0.2.1"), table, now);
   REQUIRE(limited);
   CHECK(limited->status == http::status::too_many_requests);
   CHECK(limited->retry_after == 1u);
@@ -235,21 +272,21 @@ TEST_CASE("check_request: order deny, allow, rate, auth, body", "[policy][edge]"
   // A wrong password is 401 and costs an extra token: 3 tokens, two failures.
   now += 10s;
   req.set(http::field::authorization, basic("alice:wrong"));
-  auto bad = policy::check_request(p, req, client("192.0.2.2"), shard, now);
+  auto bad = policy::check_request(p, req, client("192.0.2.2"), table, now);
   REQUIRE(bad);
   CHECK(bad->status == http::status::unauthorized);
   CHECK(bad->reason.find("wrong") == std::string::npos);
-  CHECK(policy::check_request(p, req, client("192.0.2.2"), shard, now)->status ==
+  CHECK(policy::check_request(p, req, client("192.0.2.2"), table, now)->status ==
         http::status::unauthorized);
-  CHECK(policy::check_request(p, req, client("192.0.2.2"), shard, now)->status ==
+  CHECK(policy::check_request(p, req, client("192.0.2.2"), table, now)->status ==
         http::status::too_many_requests);
   req.set(http::field::authorization, basic("mallory:x"));
   now += 10s;
-  CHECK(policy::check_request(p, req, client("192.0.2.3"), shard, now)->status ==
+  CHECK(policy::check_request(p, req, client("192.0.2.3"), table, now)->status ==
         http::status::unauthorized);
   req.set(http::field::authorization, "Bearer abc");
   now += 10s;
-  CHECK(policy::check_request(p, req, client("192.0.2.3"), shard, now)->status ==
+  CHECK(policy::check_request(p, req, client("192.0.2.3"), table, now)->status ==
         http::status::unauthorized);
 
   // The failure bucket stops guessing even without a rate.
@@ -257,7 +294,7 @@ TEST_CASE("check_request: order deny, allow, rate, auth, body", "[policy][edge]"
   req.set(http::field::authorization, basic("alice:guess"));
   int unauthorized = 0, too_many = 0;
   for (int i = 0; i < 15; ++i) {
-    auto r = policy::check_request(p, req, client("192.0.2.4"), shard, now);
+    auto r = policy::check_request(p, req, client("192.0.2.4"), table, now);
     REQUIRE(r);
     unauthorized += r->status == http::status::unauthorized;
     too_many += r->status == http::status::too_many_requests;
@@ -269,11 +306,11 @@ TEST_CASE("check_request: order deny, allow, rate, auth, body", "[policy][edge]"
   p.basic_auth.reset();
   req.erase(http::field::authorization);
   req.set(http::field::content_length, "101");
-  auto big = policy::check_request(p, req, client("::1"), shard, now);
+  auto big = policy::check_request(p, req, client("::1"), table, now);
   REQUIRE(big);
   CHECK(big->status == http::status::payload_too_large);
   req.set(http::field::content_length, "100");
-  CHECK_FALSE(policy::check_request(p, req, client("::1"), shard, now));
+  CHECK_FALSE(policy::check_request(p, req, client("::1"), table, now));
 }
 
 TEST_CASE("apply_response: security headers never override, add/remove", "[policy][edge]") {

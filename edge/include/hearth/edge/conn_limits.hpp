@@ -72,8 +72,4 @@ class ConnectionLimiter {
   Clock::time_point last_sweep_{};
 };
 
-// The worker a client's connections are pinned to: the same for every
-// connection from one IP (/64), so its rate buckets live in one PolicyShard.
-std::size_t worker_for(const policy::ClientKey& key, std::size_t workers);
-
 }  // namespace hearth::edge

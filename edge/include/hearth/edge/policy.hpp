@@ -1,7 +1,7 @@
 #pragma once
 // The policy engine (issue 9): pure, synchronous checks on a request head and
-// the client's address, and the response-head step. No I/O and no lock: the
-// only mutable state is a PolicyShard, one per worker thread, which the caller
+// the client's address, and the response-head step. No I/O: the only mutable
+// state is a PolicyTable (token buckets, credential cache), which the caller
 // passes in. Protocol-neutral: it sees a Beast request/response header, which
 // both the HTTP/1.1 and the HTTP/2 front ends produce.
 //
@@ -19,10 +19,13 @@
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "hearth/config/config.hpp"
 
@@ -78,8 +81,8 @@ struct ClientInfo {
 ClientInfo client_info(const boost::asio::ip::address& address);
 
 // Token buckets keyed by (policy identity, client key), and a cache of
-// verified Basic credentials. One per worker thread (see shard_for_this_thread);
-// never shared between threads, so no lock. Bounded: at most max_entries
+// verified Basic credentials: one single-threaded table, no lock (a stripe of
+// PolicyTable, or a test's own). Bounded: at most max_entries
 // buckets; when full, buckets that have refilled completely (indistinguishable
 // from a new one) are dropped first, then the least recently used.
 class PolicyShard {
@@ -87,7 +90,8 @@ class PolicyShard {
   static constexpr std::size_t kDefaultMaxEntries = 65536;
   static constexpr std::size_t kAuthCacheEntries = 4096;
 
-  explicit PolicyShard(std::size_t max_entries = kDefaultMaxEntries);
+  explicit PolicyShard(std::size_t max_entries = kDefaultMaxEntries,
+                       std::size_t auth_entries = kAuthCacheEntries);
 
   struct Take {
     bool allowed = true;
@@ -128,6 +132,7 @@ class PolicyShard {
   void evict(Clock::time_point now);
 
   std::size_t max_entries_;
+  std::size_t auth_entries_;
   std::unordered_map<Key, Bucket, KeyHash> buckets_;
   struct AuthHash {
     std::size_t operator()(const std::array<std::uint8_t, 32>& k) const noexcept;
@@ -135,10 +140,41 @@ class PolicyShard {
   std::unordered_map<std::array<std::uint8_t, 32>, Clock::time_point, AuthHash> auth_;
 };
 
-// This worker thread's shard (thread_local). Connections are pinned to a
-// worker by client address (see server.cpp), so a client's buckets live in
-// exactly one shard.
-PolicyShard& shard_for_this_thread();
+// The edge's one table, shared by every worker: kStripes PolicyShards, each
+// behind its own mutex, a client's buckets all in the stripe its address picks.
+// Shared rather than one per worker so that connections need not be pinned to
+// a worker by client address: all of one client's connections (a browser's
+// six, a benchmark's 64) spread over the workers like anyone else's, and its
+// limits stay exact. A lock is held for one hash-table step, never across a
+// password hash or an await; 16 stripes keep workers off each other's locks.
+class PolicyTable {
+ public:
+  static constexpr std::size_t kStripes = 16;
+  // Bounds for the whole table (split evenly over the stripes).
+  explicit PolicyTable(std::size_t max_entries = PolicyShard::kDefaultMaxEntries,
+                       std::size_t auth_entries = PolicyShard::kAuthCacheEntries);
+
+  PolicyShard::Take take(std::uint64_t policy_id, const ClientKey& client,
+                         const config::RateLimit& limit, Clock::time_point now);
+  void charge(std::uint64_t policy_id, const ClientKey& client, const config::RateLimit& limit,
+              Clock::time_point now);
+  void refund(std::uint64_t policy_id, const ClientKey& client, const config::RateLimit& limit);
+  bool auth_cached(const std::array<std::uint8_t, 32>& key, Clock::time_point now);
+  void auth_remember(const std::array<std::uint8_t, 32>& key, Clock::time_point now);
+
+  std::size_t size();  // buckets in all stripes
+
+ private:
+  struct Stripe {
+    std::mutex mu;
+    PolicyShard shard;
+    Stripe(std::size_t max_entries, std::size_t auth_entries) : shard(max_entries, auth_entries) {}
+  };
+  Stripe& stripe_of(const ClientKey& client);
+  Stripe& stripe_of(const std::array<std::uint8_t, 32>& auth_key);
+
+  std::vector<std::unique_ptr<Stripe>> stripes_;
+};
 
 // ---- The checks -------------------------------------------------------------------
 
@@ -158,10 +194,10 @@ inline constexpr config::RateLimit kAuthFailureLimit{10.0 / 60.0, 10};
 // of the failure bucket, and a client whose failure bucket is empty gets 429
 // before its password is hashed), Content-Length above max_body_size (413).
 // nullopt: continue. crypt_r runs here, on the worker, only for credentials not
-// in the shard's cache.
+// in the table's cache.
 std::optional<LocalReply> check_request(const config::Policy& policy,
                                         const http::request_header<>& req, const ClientInfo& client,
-                                        PolicyShard& shard, Clock::time_point now);
+                                        PolicyTable& table, Clock::time_point now);
 
 // Step 4: remove_request_headers, then add_request_headers (replacing).
 void apply_request(const config::Policy& policy, http::request_header<>& req);
@@ -191,7 +227,7 @@ struct RequestDecision {
 // the policy and runs its checks; a malformed target is a 400 reply.
 RequestDecision on_request_head(const config::EdgeConfig& cfg, std::string_view host,
                                 http::request_header<>& req, const ClientInfo& client,
-                                PolicyShard& shard, Clock::time_point now);
+                                PolicyTable& table, Clock::time_point now);
 
 // A stable 64-bit identity for a policy's counters (FNV-1a of Policy::id), so
 // SIGHUP, which rebuilds every Policy, keeps the buckets of unchanged ones.
