@@ -4,7 +4,9 @@
 hearth-edge (the VPS side) and hearth-origin (the home side), read from /proc:
 
   - small GETs: wrk (2 threads, 20 connections, HTTPS keep-alive, GET /status/204),
-    CPU µs per request;
+    CPU µs per request, and context switches per request (all threads, from
+    /proc/PID/task/*/status: each voluntary one is a worker that slept and was woken;
+    the pinning found in issue 11 showed as 2.5 per request at the edge instead of 1.3);
   - one large download: curl of --mb MiB through the tunnel, CPU ms per GB and MB/s.
 
     /usr/bin/python3 bench/vps_cost.py --bin-dir build/bin [--runs 3] [--duration 5] [--mb 256]
@@ -23,7 +25,7 @@ between a run of 2N and one of N units, so connection set-up and TLS handshakes 
 out. The kernel's share (syscalls, socket copies) is not in them: read it from the
 CPU-time mode and from --strace, which counts the edge's syscalls per small request and
 per MiB (strace -c -f on the running edge; only the counts mean something, strace slows
-the process down).
+the process down), and the origin's per small request.
 
 --idle N opens N WebSockets (wss, python3-websockets) through the edge, leaves them idle
 and prints the edge's RSS growth per connection; with --heaptrack the edge runs under
@@ -113,9 +115,26 @@ def cpu_s(p):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def switches(p):
+    """Context switches (voluntary + involuntary) over all threads of a process: each
+    voluntary one is a wake-up, a sleep in epoll_wait or on a futex that had to end."""
+    total = 0
+    for tid in os.listdir("/proc/%d/task" % p.p.pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (p.p.pid, tid)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def measured(fn):
     e0, o0, t0 = cpu_s(edge), cpu_s(origin), time.monotonic()
+    w0 = (switches(edge), switches(origin))
     units = fn()
+    measured.switches = (switches(edge) - w0[0], switches(origin) - w0[1])
     return units, cpu_s(edge) - e0, cpu_s(origin) - o0, time.monotonic() - t0
 
 
@@ -173,10 +192,11 @@ def fetch(nbytes):
         raise SystemExit("download came up short: %r" % r.stdout)
 
 
-def strace_counts(fn):
-    """{syscall: calls} of the edge (all threads) while fn runs."""
+def strace_counts(fn, proc=None):
+    """{syscall: calls} of the edge (or proc; all threads) while fn runs."""
     out = h.path("strace.txt")
-    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(edge.p.pid)],
+    pid = (proc or edge).p.pid
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
                               stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # attached to every thread
     fn()
@@ -283,6 +303,7 @@ if use_strace:
     for i in range(runs):
         show("per request", strace_counts(lambda: h1load(requests)), requests)
         show("per MiB", strace_counts(lambda: fetch(mb << 20)), mb)
+        show("origin, per request", strace_counts(lambda: h1load(requests), origin), requests)
     run.passed = 1
     run.finish()
     sys.exit(0)
@@ -312,21 +333,23 @@ if os.environ.get("PERF_OUT"):
 rows = {"req": [], "gb": []}
 for i in range(runs):
     n, e, o, wall = measured(small_gets)
-    rows["req"].append((n / wall, 1e6 * e / max(n, 1), 1e6 * o / max(n, 1)))
+    rows["req"].append((n / wall, 1e6 * e / max(n, 1), 1e6 * o / max(n, 1),
+                        measured.switches[0] / max(n, 1), measured.switches[1] / max(n, 1)))
     b, e, o, wall = measured(download)
     gb = b / 1e9
     rows["gb"].append((b / wall / 1e6, 1e3 * e / max(gb, 1e-9), 1e3 * o / max(gb, 1e-9)))
-    print("  run %d: %.0f req/s, edge %.1f µs/req, origin %.1f µs/req; download %.0f MB/s, "
-          "edge %.0f ms/GB, origin %.0f ms/GB" % ((i + 1,) + rows["req"][-1] + rows["gb"][-1]),
-          flush=True)
+    print("  run %d: %.0f req/s, edge %.1f µs/req, origin %.1f µs/req (context switches per "
+          "request: edge %.2f, origin %.2f); download %.0f MB/s, edge %.0f ms/GB, origin %.0f "
+          "ms/GB" % ((i + 1,) + rows["req"][-1] + rows["gb"][-1]), flush=True)
 
 
 def med(k, j):
     return statistics.median(r[j] for r in rows[k])
 
 
-print("median: small GET %.0f req/s, edge %.1f µs/req, origin %.1f µs/req; "
-      "download %.0f MB/s, edge %.0f ms/GB, origin %.0f ms/GB"
-      % (med("req", 0), med("req", 1), med("req", 2), med("gb", 0), med("gb", 1), med("gb", 2)))
+print("median: small GET %.0f req/s, edge %.1f µs/req, origin %.1f µs/req (switches %.2f / "
+      "%.2f); download %.0f MB/s, edge %.0f ms/GB, origin %.0f ms/GB"
+      % (med("req", 0), med("req", 1), med("req", 2), med("req", 3), med("req", 4), med("gb", 0),
+         med("gb", 1), med("gb", 2)))
 run.passed = 1
 run.finish()
