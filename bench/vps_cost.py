@@ -143,14 +143,20 @@ def small_gets():
             "https://127.0.0.1:%d/status/204" % h.https_port]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 30).stdout
     m = re.search(r"(\d+) requests in", out)
-    return int(m.group(1)) if m else 0
+    # wrk counts a 502 as a request: a stack that broke would look fast and cheap.
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
+    if not m or bad:
+        raise SystemExit("small GETs failed (is the tunnel up?):\n" + out)
+    return int(m.group(1))
 
 
 def download():
     n = mb << 20
     r = h.curl("-o", "/dev/null", "-w", "%{size_download}", h.url("/download?bytes=%d" % n),
                timeout=600)
-    return int(r.stdout or 0)
+    if int(r.stdout or 0) != n:
+        raise SystemExit("download came up short: %r of %d bytes" % (r.stdout, n))
+    return n
 
 
 def callgrind_ir(fn):
