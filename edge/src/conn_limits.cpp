@@ -3,7 +3,6 @@
 #include "hearth/edge/conn_limits.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 namespace hearth::edge {
 
@@ -26,12 +25,7 @@ std::string_view to_string(AcceptVerdict v) {
 }
 
 std::size_t ConnectionLimiter::Hash::operator()(const policy::ClientKey& k) const noexcept {
-  std::uint64_t a = 0, b = 0;
-  std::memcpy(&a, k.data(), 8);
-  std::memcpy(&b, k.data() + 8, 8);
-  std::uint64_t h = (a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full);
-  h ^= h >> 31;
-  return static_cast<std::size_t>(h);
+  return static_cast<std::size_t>(policy::hash_client(k));
 }
 
 void ConnectionLimiter::refill(Entry& e, const config::RateLimit& limit,

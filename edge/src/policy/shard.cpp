@@ -21,14 +21,22 @@ Clock::duration from_seconds(double s) {
 
 }  // namespace
 
-std::size_t PolicyShard::KeyHash::operator()(const Key& k) const noexcept {
+std::uint64_t hash_client(const ClientKey& key) noexcept {
   std::uint64_t a = 0, b = 0;
-  std::memcpy(&a, k.client.data(), 8);
-  std::memcpy(&b, k.client.data() + 8, 8);
-  std::uint64_t h = k.policy ^ (a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full);
+  std::memcpy(&a, key.data(), 8);
+  std::memcpy(&b, key.data() + 8, 8);
+  // A multiply only carries low bits upwards (an IPv4 key's low 16 bits of b are the
+  // mapped prefix's zeros), so finish with splitmix64's mixer.
+  std::uint64_t h = (a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full);
   h ^= h >> 29;
   h *= 0xbf58476d1ce4e5b9ull;
   h ^= h >> 32;
+  return h;
+}
+
+std::size_t PolicyShard::KeyHash::operator()(const Key& k) const noexcept {
+  std::uint64_t h = hash_client(k.client) ^ (k.policy * 0x94d049bb133111ebull);
+  h ^= h >> 31;
   return static_cast<std::size_t>(h);
 }
 
@@ -143,13 +151,12 @@ PolicyTable::PolicyTable(std::size_t max_entries, std::size_t auth_entries) {
   }
 }
 
+std::size_t PolicyTable::stripe_index(const ClientKey& client) noexcept {
+  return static_cast<std::size_t>(hash_client(client) % kStripes);
+}
+
 PolicyTable::Stripe& PolicyTable::stripe_of(const ClientKey& client) {
-  std::uint64_t a = 0, b = 0;
-  std::memcpy(&a, client.data(), 8);
-  std::memcpy(&b, client.data() + 8, 8);
-  std::uint64_t h = (a * 0x9e3779b97f4a7c15ull) ^ (b * 0xc2b2ae3d27d4eb4full);
-  h ^= h >> 33;
-  return *stripes_[h % kStripes];
+  return *stripes_[stripe_index(client)];
 }
 
 PolicyTable::Stripe& PolicyTable::stripe_of(const std::array<std::uint8_t, 32>& auth_key) {

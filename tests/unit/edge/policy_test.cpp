@@ -8,6 +8,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -225,6 +226,23 @@ TEST_CASE("PolicyTable: one client's limit is exact across threads; bounded", "[
   }
   CHECK(table.size() <= 1600u);
   CHECK(table.size() >= 1000u);
+}
+
+TEST_CASE("PolicyTable: neighbouring clients spread over every stripe", "[policy][edge]") {
+  // IPv4 keys differ only in their last bytes; a hash that does not mix them
+  // up into the bits the stripe is taken from puts a whole /24 behind one lock.
+  const auto key_of = [](const std::string& ip) { return client(ip.c_str()).key; };
+  std::set<std::size_t> v4, v6;
+  std::set<std::uint64_t> hashes;
+  for (int i = 0; i < 256; ++i) {
+    const auto k = key_of("10.0.0." + std::to_string(i));
+    v4.insert(policy::PolicyTable::stripe_index(k));
+    hashes.insert(policy::hash_client(k));
+    v6.insert(policy::PolicyTable::stripe_index(key_of("2001:db8:0:" + std::to_string(i) + "::1")));
+  }
+  CHECK(v4.size() == policy::PolicyTable::kStripes);
+  CHECK(v6.size() == policy::PolicyTable::kStripes);
+  CHECK(hashes.size() == 256u);  // and neighbours do not collide in a bucket table
 }
 
 TEST_CASE("check_request: order deny, allow, rate, auth, body", "[policy][edge]") {

@@ -69,7 +69,7 @@ const config::Policy* match_policy(const config::EdgeConfig& cfg, std::string_vi
 // parser needs before the head (and so the policy) is known. 0: unlimited.
 std::uint64_t largest_body_limit(const config::EdgeConfig& cfg);
 
-// ---- Per-worker state -----------------------------------------------------------
+// ---- Per-client state -----------------------------------------------------------
 
 // 16 bytes: IPv4 as ::ffff:a.b.c.d; IPv6 with the low 64 bits zeroed (/64).
 using ClientKey = std::array<std::uint8_t, 16>;
@@ -79,6 +79,11 @@ struct ClientInfo {
   ClientKey key{};                         // what rate limits count: /64 for IPv6
 };
 ClientInfo client_info(const boost::asio::ip::address& address);
+
+// The one hash of a client key (bucket tables, PolicyTable's stripes, the connection
+// limiter), fully mixed: an IPv4 key differs from its neighbours only in its last bytes,
+// and every bit of the result depends on them.
+std::uint64_t hash_client(const ClientKey& key) noexcept;
 
 // Token buckets keyed by (policy identity, client key), and a cache of
 // verified Basic credentials: one single-threaded table, no lock (a stripe of
@@ -163,6 +168,7 @@ class PolicyTable {
   void auth_remember(const std::array<std::uint8_t, 32>& key, Clock::time_point now);
 
   std::size_t size();  // buckets in all stripes
+  static std::size_t stripe_index(const ClientKey& client) noexcept;
 
  private:
   struct Stripe {
