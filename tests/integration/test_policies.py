@@ -12,6 +12,7 @@ always, curl --http2 when the edge negotiates h2 (ALPN; the HTTP/2 front end
 arrives with issue 8), so the same cases cover both front ends.
 """
 
+import concurrent.futures
 import ctypes
 import json
 import os
@@ -190,7 +191,6 @@ def one_client_many_connections_one_limit():
     # A browser or a script opens many connections at once; they land on
     # different workers, and the client still gets exactly its burst (6, then
     # 1/m), not a burst per worker.
-    import concurrent.futures
     src = fresh_client_ip(40)
     for n, proto in enumerate(PROTOS):
         host = "many.app.test"
